@@ -1,0 +1,293 @@
+//! The expansion: a planned StatefulSet becomes the replicated pattern (init containers, the
+//! mysql container completed, the backup sidecar, volumes, claim template, ordering, spread).
+//!
+//! Rules that make it safe to run on every admission call:
+//! - idempotent: everything is an upsert keyed by a name or a path, so expanding an expanded
+//!   object changes nothing;
+//! - the user wins: a field they set on their containers, pod or claim is kept; only the
+//!   containers, volumes and env the pattern owns (by name) are rewritten to the planned state.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, Probe,
+    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use crate::consts::*;
+use crate::plan::Plan;
+use crate::scripts::{self, ENV_REPLICATION_PASSWORD, ENV_ROOT_PASSWORD, Names};
+
+/// Expands `sts` according to `plan`.
+pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
+    let mut out = sts.clone();
+    out.metadata.labels.get_or_insert_with(BTreeMap::new).insert(LABEL_MANAGED.into(), "true".into());
+    let spec = out.spec.get_or_insert_with(Default::default);
+    spec.service_name = Some(plan.service_name.clone());
+    spec.pod_management_policy.get_or_insert_with(|| "OrderedReady".into());
+    let claims = spec.volume_claim_templates.get_or_insert_with(Vec::new);
+    if !claims.iter().any(|c| c.metadata.name.as_deref() == Some(VOLUME_DATA)) {
+        claims.push(data_claim(plan));
+    }
+
+    let names =
+        Names { statefulset: &plan.name, service: &plan.service_name, first_ordinal: plan.first_ordinal };
+    let pod = spec.template.spec.get_or_insert_with(Default::default);
+    complete_mysql_container(&mut pod.containers[plan.mysql_container], plan);
+
+    let init_containers = pod.init_containers.get_or_insert_with(Vec::new);
+    upsert_at(init_containers, 0, init_container(plan, names));
+    upsert_at(init_containers, 1, clone_container(plan, names));
+
+    let sidecar_position = plan.mysql_container + 1;
+    upsert_at(&mut pod.containers, sidecar_position, sidecar_container(plan, names));
+    if plan.metrics {
+        upsert_at(&mut pod.containers, sidecar_position + 1, exporter_container(plan));
+    } else {
+        pod.containers.retain(|c| c.name != CONTAINER_EXPORTER);
+    }
+
+    let volumes = pod.volumes.get_or_insert_with(Vec::new);
+    upsert_by_name(
+        volumes,
+        Volume {
+            name: VOLUME_CONF.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        |v| &v.name,
+    );
+    upsert_by_name(
+        volumes,
+        Volume {
+            name: VOLUME_CONFIG_MAP.into(),
+            config_map: Some(ConfigMapVolumeSource { name: plan.config_map.clone(), ..Default::default() }),
+            ..Default::default()
+        },
+        |v| &v.name,
+    );
+
+    let affinity = pod.affinity.get_or_insert_with(Affinity::default);
+    affinity.pod_anti_affinity.get_or_insert_with(|| default_anti_affinity(plan));
+    out
+}
+
+/// Puts `item` at `position` unless an item of the same name exists, which is replaced in place
+/// (it is ours: a previous expansion put it there).
+fn upsert_at(items: &mut Vec<Container>, position: usize, item: Container) {
+    match items.iter().position(|c| c.name == item.name) {
+        Some(index) => items[index] = item,
+        None => items.insert(position.min(items.len()), item),
+    }
+}
+
+fn upsert_by_name<T>(items: &mut Vec<T>, item: T, name: impl Fn(&T) -> &String) {
+    match items.iter().position(|existing| name(existing) == name(&item)) {
+        Some(index) => items[index] = item,
+        None => items.push(item),
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount { name: name.into(), mount_path: path.into(), ..Default::default() }
+}
+
+fn data_mount() -> VolumeMount {
+    VolumeMount { sub_path: Some(DATA_SUB_PATH.into()), ..mount(VOLUME_DATA, DATA_DIR) }
+}
+
+fn secret_env(name: &str, plan: &Plan, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: plan.secret.clone(),
+                key: key.into(),
+                optional: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn bash(script: String) -> Option<Vec<String>> {
+    Some(vec!["bash".into(), "-c".into(), script])
+}
+
+fn exec_probe(command: String, period: i32, timeout: i32) -> Probe {
+    Probe {
+        exec: Some(ExecAction { command: bash(command) }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(timeout),
+        ..Default::default()
+    }
+}
+
+fn requests(cpu: &str, memory: &str) -> ResourceRequirements {
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".into(), Quantity(cpu.into())),
+            ("memory".into(), Quantity(memory.into())),
+        ])),
+        ..Default::default()
+    }
+}
+
+fn run_as(uid: Option<i64>) -> Option<SecurityContext> {
+    uid.map(|uid| SecurityContext { run_as_user: Some(uid), run_as_group: Some(uid), ..Default::default() })
+}
+
+fn init_container(plan: &Plan, names: Names<'_>) -> Container {
+    Container {
+        name: CONTAINER_INIT.into(),
+        image: Some(plan.mysql_image.clone()),
+        command: bash(scripts::init(names)),
+        volume_mounts: Some(vec![
+            mount(VOLUME_CONF, INIT_CONF_DIR),
+            mount(VOLUME_CONFIG_MAP, INIT_CONFIG_MAP_DIR),
+        ]),
+        ..Default::default()
+    }
+}
+
+fn clone_container(plan: &Plan, names: Names<'_>) -> Container {
+    Container {
+        name: CONTAINER_CLONE.into(),
+        image: Some(plan.backup_image.clone()),
+        command: bash(scripts::clone(plan.flavor, names)),
+        volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR)]),
+        security_context: run_as(plan.flavor.clone_run_as()),
+        ..Default::default()
+    }
+}
+
+fn sidecar_container(plan: &Plan, names: Names<'_>) -> Container {
+    Container {
+        name: plan.flavor.sidecar_name().into(),
+        image: Some(plan.backup_image.clone()),
+        command: bash(scripts::sidecar(plan.flavor, names)),
+        env: Some(vec![
+            secret_env(ENV_ROOT_PASSWORD, plan, SECRET_KEY_ROOT_PASSWORD),
+            secret_env(ENV_REPLICATION_PASSWORD, plan, SECRET_KEY_REPLICATION_PASSWORD),
+        ]),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME_CLONE.into()),
+            container_port: PORT_CLONE,
+            ..Default::default()
+        }]),
+        readiness_probe: Some(Probe {
+            exec: Some(ExecAction {
+                command: Some(vec!["sh".into(), "-c".into(), scripts::clone_port_listening()]),
+            }),
+            period_seconds: Some(2),
+            ..Default::default()
+        }),
+        resources: Some(requests("100m", "100Mi")),
+        volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR)]),
+        security_context: run_as(plan.flavor.sidecar_run_as()),
+        ..Default::default()
+    }
+}
+
+fn exporter_container(plan: &Plan) -> Container {
+    Container {
+        name: CONTAINER_EXPORTER.into(),
+        image: Some(EXPORTER_IMAGE.into()),
+        args: Some(vec![format!("--mysqld.address=127.0.0.1:{PORT_MYSQL}"), "--mysqld.username=root".into()]),
+        env: Some(vec![secret_env("MYSQLD_EXPORTER_PASSWORD", plan, SECRET_KEY_ROOT_PASSWORD)]),
+        ports: Some(vec![ContainerPort {
+            name: Some(PORT_NAME_METRICS.into()),
+            container_port: PORT_METRICS,
+            ..Default::default()
+        }]),
+        resources: Some(requests("50m", "64Mi")),
+        ..Default::default()
+    }
+}
+
+/// Completes the user's mysql container. Their fields win; the pattern adds what is missing and
+/// owns only the root password variable (it must match the Secret the sidecar and probes use).
+fn complete_mysql_container(container: &mut Container, plan: &Plan) {
+    let flavor = plan.flavor;
+    let env = container.env.get_or_insert_with(Vec::new);
+    upsert_by_name(env, secret_env(flavor.root_password_env(), plan, SECRET_KEY_ROOT_PASSWORD), |e| &e.name);
+
+    let ports = container.ports.get_or_insert_with(Vec::new);
+    if !ports.iter().any(|p| p.container_port == PORT_MYSQL) {
+        ports.push(ContainerPort {
+            name: Some(PORT_NAME_MYSQL.into()),
+            container_port: PORT_MYSQL,
+            ..Default::default()
+        });
+    }
+
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    for wanted in [data_mount(), mount(VOLUME_CONF, CONF_DIR)] {
+        if !mounts.iter().any(|m| m.mount_path == wanted.mount_path) {
+            mounts.push(wanted);
+        }
+    }
+
+    // A startup probe covers first initialisation and crash recovery, so liveness can stay strict.
+    let alive = scripts::mysql_probe(flavor, scripts::Probe::Alive);
+    container
+        .startup_probe
+        .get_or_insert_with(|| Probe { failure_threshold: Some(60), ..exec_probe(alive.clone(), 5, 5) });
+    container.liveness_probe.get_or_insert_with(|| exec_probe(alive, 10, 5));
+    container.readiness_probe.get_or_insert_with(|| Probe {
+        initial_delay_seconds: Some(5),
+        ..exec_probe(scripts::mysql_probe(flavor, scripts::Probe::Ready), 2, 2)
+    });
+
+    // Default requests only for resources the user left open: a request above a user's limit
+    // would be invalid.
+    let resources = container.resources.get_or_insert_with(Default::default);
+    let limits = resources.limits.clone().unwrap_or_default();
+    let requests = resources.requests.get_or_insert_with(BTreeMap::new);
+    for (resource, amount) in [("cpu", "500m"), ("memory", "1Gi")] {
+        if !requests.contains_key(resource) && !limits.contains_key(resource) {
+            requests.insert(resource.into(), Quantity(amount.into()));
+        }
+    }
+}
+
+fn data_claim(plan: &Plan) -> PersistentVolumeClaim {
+    PersistentVolumeClaim {
+        metadata: ObjectMeta { name: Some(VOLUME_DATA.into()), ..Default::default() },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: plan.storage_class.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".into(), Quantity(plan.storage.clone()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Soft: a cluster with fewer nodes than members still schedules them all. The spread policy
+/// can require a hard rule.
+fn default_anti_affinity(plan: &Plan) -> PodAntiAffinity {
+    PodAntiAffinity {
+        preferred_during_scheduling_ignored_during_execution: Some(vec![WeightedPodAffinityTerm {
+            weight: 100,
+            pod_affinity_term: PodAffinityTerm {
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(plan.selector.clone()),
+                    ..Default::default()
+                }),
+                topology_key: "kubernetes.io/hostname".into(),
+                ..Default::default()
+            },
+        }]),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,287 @@
+//! The database flavors the expansion supports and everything that differs between them: images,
+//! backup and stream tools, the file names a backup leaves, the replication SQL dialect, the
+//! read-only setting, the client binaries and the transport that carries clones. The facts come
+//! from `reference/mysql-pattern.md` §3; the scripts that use them live in `scripts`.
+
+use std::fmt;
+
+/// A supported server line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    Mysql84,
+    Mysql80,
+    Mysql57,
+    Mariadb,
+}
+
+/// How a replica is pointed at its source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `CHANGE MASTER TO MASTER_…; START SLAVE` (MySQL 5.7).
+    MasterSlave,
+    /// `CHANGE REPLICATION SOURCE TO SOURCE_…; START REPLICA` (MySQL 8.0.23+; the only form in 8.4).
+    SourceReplica,
+    /// MariaDB's `CHANGE MASTER TO … MASTER_USE_GTID=slave_pos`.
+    Mariadb,
+}
+
+/// The program that carries a backup stream from member N-1 to member N on port 3307.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// In the tutorial's `gcr.io/google-samples/xtrabackup:1.0` image.
+    Ncat,
+    /// In the Percona XtraBackup 8.x and MariaDB images, which have no ncat.
+    Socat,
+}
+
+impl Flavor {
+    pub const ALL: [Flavor; 4] = [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57, Flavor::Mariadb];
+
+    /// The annotation value naming this flavor.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flavor::Mysql84 => "mysql-8.4",
+            Flavor::Mysql80 => "mysql-8.0",
+            Flavor::Mysql57 => "mysql-5.7",
+            Flavor::Mariadb => "mariadb",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Flavor> {
+        Flavor::ALL.into_iter().find(|f| f.as_str() == value)
+    }
+
+    /// Image of the clone init container and the backup sidecar when the `backup-image`
+    /// annotation doesn't name one. MariaDB's server image carries mariadb-backup itself, so the
+    /// mysql container's image is used there.
+    pub fn default_backup_image(self, mysql_image: &str) -> String {
+        match self {
+            Flavor::Mysql84 => "percona/percona-xtrabackup:8.4".into(),
+            Flavor::Mysql80 => "percona/percona-xtrabackup:8.0".into(),
+            Flavor::Mysql57 => "gcr.io/google-samples/xtrabackup:1.0".into(),
+            Flavor::Mariadb => mysql_image.into(),
+        }
+    }
+
+    pub fn is_mariadb(self) -> bool {
+        self == Flavor::Mariadb
+    }
+
+    /// Name of the backup sidecar container.
+    pub fn sidecar_name(self) -> &'static str {
+        if self.is_mariadb() { "mariadb-backup" } else { "xtrabackup" }
+    }
+
+    pub fn backup_tool(self) -> &'static str {
+        if self.is_mariadb() { "mariadb-backup" } else { "xtrabackup" }
+    }
+
+    pub fn stream_tool(self) -> &'static str {
+        if self.is_mariadb() { "mbstream" } else { "xbstream" }
+    }
+
+    /// The SQL client; MariaDB 11 images no longer ship the `mysql` name.
+    pub fn client(self) -> &'static str {
+        if self.is_mariadb() { "mariadb" } else { "mysql" }
+    }
+
+    pub fn admin_client(self) -> &'static str {
+        if self.is_mariadb() { "mariadb-admin" } else { "mysqladmin" }
+    }
+
+    /// Prefixes of the coordinate files a backup leaves in the data directory, newest name first:
+    /// MariaDB 11.1 renamed `xtrabackup_*` to `mariadb_backup_*` (MDEV-18931).
+    pub fn info_file_prefixes(self) -> &'static [&'static str] {
+        if self.is_mariadb() { &["mariadb_backup", "xtrabackup"] } else { &["xtrabackup"] }
+    }
+
+    pub fn dialect(self) -> Dialect {
+        match self {
+            Flavor::Mysql84 | Flavor::Mysql80 => Dialect::SourceReplica,
+            Flavor::Mysql57 => Dialect::MasterSlave,
+            Flavor::Mariadb => Dialect::Mariadb,
+        }
+    }
+
+    /// The replica.cnf line that keeps replicas read-only. MariaDB has no `super-read-only`
+    /// (mariadbd refuses to start with it).
+    pub fn read_only_option(self) -> &'static str {
+        if self.is_mariadb() { "read-only" } else { "super-read-only" }
+    }
+
+    pub fn transport(self) -> Transport {
+        if self == Flavor::Mysql57 { Transport::Ncat } else { Transport::Socat }
+    }
+
+    /// The environment variable the server image reads the root password from.
+    pub fn root_password_env(self) -> &'static str {
+        if self.is_mariadb() { "MARIADB_ROOT_PASSWORD" } else { "MYSQL_ROOT_PASSWORD" }
+    }
+
+    /// Variables that would leave root without a password (or one nobody knows): refused.
+    pub fn insecure_password_envs(self) -> &'static [&'static str] {
+        if self.is_mariadb() {
+            &[
+                "MARIADB_ALLOW_EMPTY_ROOT_PASSWORD",
+                "MARIADB_RANDOM_ROOT_PASSWORD",
+                "MYSQL_ALLOW_EMPTY_PASSWORD",
+                "MYSQL_RANDOM_ROOT_PASSWORD",
+            ]
+        } else {
+            &["MYSQL_ALLOW_EMPTY_PASSWORD", "MYSQL_RANDOM_ROOT_PASSWORD"]
+        }
+    }
+
+    /// The Percona XtraBackup images run as UID 1001, which can't read a datadir owned by
+    /// `mysql` (999, mode 0640); the sidecar runs as the mysql user there.
+    pub fn sidecar_run_as(self) -> Option<i64> {
+        matches!(self, Flavor::Mysql84 | Flavor::Mysql80).then_some(crate::consts::MYSQL_UID)
+    }
+
+    /// The clone container writes into a fresh claim owned by root, so it must run as root in
+    /// images whose default user isn't.
+    pub fn clone_run_as(self) -> Option<i64> {
+        matches!(self, Flavor::Mysql84 | Flavor::Mysql80).then_some(0)
+    }
+}
+
+impl fmt::Display for Flavor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an image names no flavor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageFlavorError {
+    #[error("image {image:?} is not a MySQL or MariaDB image this webhook knows")]
+    UnknownRepository { image: String },
+    #[error("image {image:?} has no version tag")]
+    NoVersion { image: String },
+    #[error("image {image:?} is MySQL {version}, which is not supported (supported: 5.7, 8.0, 8.4)")]
+    UnsupportedVersion { image: String, version: String },
+}
+
+/// The parts of an image reference this module needs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ImageRef<'a> {
+    /// Path without registry, tag or digest, e.g. `library/mysql`, `percona/percona-server`.
+    pub repository: &'a str,
+    pub tag: Option<&'a str>,
+    pub digest: Option<&'a str>,
+}
+
+/// Splits `[registry[:port]/]path[:tag][@digest]`. The first component is a registry only when it
+/// looks like a host (has a `.` or `:`, or is `localhost`), as in the Docker reference grammar.
+pub fn parse_image(image: &str) -> ImageRef<'_> {
+    let (rest, digest) = match image.split_once('@') {
+        Some((rest, digest)) => (rest, Some(digest)),
+        None => (image, None),
+    };
+    let path = match rest.split_once('/') {
+        Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => path,
+        _ => rest,
+    };
+    // A tag is after the last ':' of the path (the registry's port is already gone).
+    let (repository, tag) = match path.rsplit_once(':') {
+        Some((repo, tag)) => (repo, Some(tag)),
+        None => (path, None),
+    };
+    ImageRef { repository, tag, digest }
+}
+
+/// Derives the flavor from the mysql container's image as users write it: `mysql:8.4`,
+/// `docker.io/library/mysql:8.0.40`, `registry:5000/mirror/mysql:8.4@sha256:…`, `mariadb:11.4`,
+/// `percona/percona-server:8.0`, `mysql:lts`.
+pub fn flavor_from_image(image: &str) -> Result<Flavor, ImageFlavorError> {
+    let reference = parse_image(image);
+    let name = reference.repository.rsplit('/').next().unwrap_or_default();
+    let parent = reference.repository.rsplit('/').nth(1);
+    if name == "mariadb" || (name == "server" && parent == Some("mariadb")) {
+        return Ok(Flavor::Mariadb);
+    }
+    if !matches!(name, "mysql" | "mysql-server" | "percona" | "percona-server") {
+        return Err(ImageFlavorError::UnknownRepository { image: image.into() });
+    }
+    let tag = reference.tag.ok_or_else(|| ImageFlavorError::NoVersion { image: image.into() })?;
+    if tag == "lts" {
+        return Ok(Flavor::Mysql84);
+    }
+    // `8.4`, `8.4.3`, `8.4.3-oracle`, `8.0.36-28` → major.minor.
+    let mut numbers = tag.split(['.', '-']);
+    let major = numbers.next().filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+    let minor = numbers.next().filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_digit()));
+    match (major, minor) {
+        (Some("5"), Some("7")) => Ok(Flavor::Mysql57),
+        (Some("8"), Some("0")) => Ok(Flavor::Mysql80),
+        (Some("8"), Some("4")) => Ok(Flavor::Mysql84),
+        (Some(major), Some(minor)) => Err(ImageFlavorError::UnsupportedVersion {
+            image: image.into(),
+            version: format!("{major}.{minor}"),
+        }),
+        _ => Err(ImageFlavorError::NoVersion { image: image.into() }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derives_flavor_from_images_as_users_write_them() {
+        let cases = [
+            ("mysql:8.4", Flavor::Mysql84),
+            ("mysql:8.4.3", Flavor::Mysql84),
+            ("mysql:8.4.3-oracle", Flavor::Mysql84),
+            ("mysql:lts", Flavor::Mysql84),
+            ("docker.io/library/mysql:8.0.40", Flavor::Mysql80),
+            ("registry.example.com:5000/mirror/mysql:8.4@sha256:0123abcd", Flavor::Mysql84),
+            ("localhost/mysql:5.7", Flavor::Mysql57),
+            ("mysql:5.7.44", Flavor::Mysql57),
+            ("mysql/mysql-server:8.0", Flavor::Mysql80),
+            ("percona/percona-server:8.0", Flavor::Mysql80),
+            ("percona:8.0.36-28", Flavor::Mysql80),
+            ("mariadb:11.4", Flavor::Mariadb),
+            ("mariadb", Flavor::Mariadb),
+            ("docker.io/mariadb/server:10.11", Flavor::Mariadb),
+            ("mariadb:10.11@sha256:abc", Flavor::Mariadb),
+        ];
+        for (image, expected) in cases {
+            assert_eq!(flavor_from_image(image), Ok(expected), "{image}");
+        }
+    }
+
+    #[test]
+    fn refuses_images_that_name_no_flavor() {
+        assert!(matches!(flavor_from_image("mysql"), Err(ImageFlavorError::NoVersion { .. })));
+        assert!(matches!(flavor_from_image("mysql:latest"), Err(ImageFlavorError::NoVersion { .. })));
+        assert!(matches!(flavor_from_image("mysql@sha256:abc"), Err(ImageFlavorError::NoVersion { .. })));
+        assert!(matches!(flavor_from_image("postgres:16"), Err(ImageFlavorError::UnknownRepository { .. })));
+        assert!(matches!(
+            flavor_from_image("mysql:9.1"),
+            Err(ImageFlavorError::UnsupportedVersion { version, .. }) if version == "9.1"
+        ));
+        assert!(matches!(flavor_from_image("mysql:8"), Err(ImageFlavorError::NoVersion { .. })));
+    }
+
+    #[test]
+    fn parses_registry_port_tag_and_digest_apart() {
+        assert_eq!(
+            parse_image("registry.example.com:5000/mirror/mysql:8.4@sha256:ff"),
+            ImageRef { repository: "mirror/mysql", tag: Some("8.4"), digest: Some("sha256:ff") }
+        );
+        assert_eq!(parse_image("mysql"), ImageRef { repository: "mysql", tag: None, digest: None });
+        assert_eq!(
+            parse_image("percona/percona-server:8.0"),
+            ImageRef { repository: "percona/percona-server", tag: Some("8.0"), digest: None }
+        );
+    }
+
+    #[test]
+    fn flavor_names_round_trip() {
+        for flavor in Flavor::ALL {
+            assert_eq!(Flavor::parse(flavor.as_str()), Some(flavor));
+        }
+        assert_eq!(Flavor::parse("mysql-9"), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! mysql-webhook: a Kubernetes admission webhook that expands a StatefulSet annotated
+//! `mysql-webhook.io/replicated: "true"` into a replicated MySQL or MariaDB cluster.
+//!
+//! The domain core is pure (no IO, no async): [`plan`] reads and validates the annotations,
+//! [`expand`] builds the pattern, [`companions`] the objects beside it, and [`mutate`] ties them
+//! into the minimal JSON Patch the webhook returns. The CLI and the server are thin shells.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod companions;
+pub mod consts;
+pub mod expand;
+pub mod flavor;
+pub mod manifests;
+pub mod mutate;
+pub mod plan;
+pub mod quantity;
+pub mod scripts;
+
+pub use mutate::{MutateError, Mutation, Operation, mutate};
+pub use plan::{Invalid, Plan, plan};

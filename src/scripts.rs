@@ -1,0 +1,385 @@
+//! The bash scripts of the init containers and the backup sidecar, per flavor.
+//!
+//! They follow the tutorial's design (server-id from the ordinal, clone from member N-1 on port
+//! 3307, replication started once from the backup's coordinates) and fix its known defects:
+//! - names come from the StatefulSet and its `serviceName`, never `mysql-0.mysql`;
+//! - `$HOSTNAME`, not the `hostname` binary (missing from the Oracle-based images);
+//! - binlog coordinates are read by whitespace fields: MariaDB and GTID-enabled MySQL write a
+//!   third column that the tutorial's greedy regex swallowed into the file name;
+//! - multi-statement `*_slave_info` (GTID replicas) is parsed, not glued together by `sed`;
+//! - a clone that fails (peer not serving yet, broken stream) fails loudly thanks to `pipefail`,
+//!   is retried, and is staged so a half-extracted datadir is never taken for real data;
+//! - the sidecar handles SIGTERM instead of running ncat/socat as PID 1, which ignores it;
+//! - the coordinates are consumed before mysqld starts, so the image entrypoint's `chown` of the
+//!   datadir can't race the sidecar deleting files;
+//! - replication uses a dedicated account whose password comes from the Secret, never root with an
+//!   empty password; passwords travel by environment and stdin, never on a command line.
+//!
+//! Each script starts with a block of shell variables (names are DNS labels, safe unquoted inside
+//! single quotes) followed by a literal body, so the bodies need no escaping.
+
+use crate::consts::{
+    CONFIG_PRIMARY, CONFIG_REPLICA, DATA_DIR, INIT_CONF_DIR, INIT_CONFIG_MAP_DIR, MYSQL_UID, PORT_CLONE,
+    REPLICATION_USER, SERVER_ID_OFFSET,
+};
+use crate::flavor::{Dialect, Flavor, Transport};
+
+/// Environment variables the sidecar reads (set from the credentials Secret).
+pub const ENV_ROOT_PASSWORD: &str = "MYSQL_PWD";
+pub const ENV_REPLICATION_PASSWORD: &str = "REPLICATION_PASSWORD";
+
+/// File the clone leaves for the sidecar: the first half of the statement that points this
+/// member at the primary (the tutorial's name).
+const PENDING_SQL: &str = "change_master_to.sql.in";
+
+/// What the scripts need to know about the StatefulSet.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub statefulset: &'a str,
+    pub service: &'a str,
+    /// `spec.ordinals.start`: the primary is the first ordinal, not always 0.
+    pub first_ordinal: i32,
+}
+
+const ORDINAL: &str = r#"if [[ ! $HOSTNAME =~ -([0-9]+)$ ]]; then
+  echo "hostname '$HOSTNAME' does not end in -<ordinal>" >&2
+  exit 1
+fi
+ordinal=${BASH_REMATCH[1]}
+"#;
+
+/// `init-mysql`: server-id and the primary's or a replica's config, into the conf.d volume.
+pub fn init(names: Names<'_>) -> String {
+    format!(
+        "set -euo pipefail\nfirst={first}\n{ORDINAL}\
+         # server-id 0 is reserved: a server with it refuses to replicate.\n\
+         printf '[mysqld]\\nserver-id=%d\\n' $(({offset} + ordinal)) > {INIT_CONF_DIR}/server-id.cnf\n\
+         if (( ordinal == first )); then\n  cp {INIT_CONFIG_MAP_DIR}/{CONFIG_PRIMARY} {INIT_CONF_DIR}/\n\
+         else\n  cp {INIT_CONFIG_MAP_DIR}/{CONFIG_REPLICA} {INIT_CONF_DIR}/\nfi\n",
+        first = names.first_ordinal,
+        offset = SERVER_ID_OFFSET,
+    )
+}
+
+/// `clone-mysql`: on an empty datadir of a member after the first, stream a backup from the
+/// previous member, prepare it, turn its coordinates into the pending statement, and move it
+/// into place.
+pub fn clone(flavor: Flavor, names: Names<'_>) -> String {
+    let receive = match flavor.transport() {
+        Transport::Ncat => r#"ncat --recv-only "$peer" "$port""#,
+        Transport::Socat => r#"socat -u "TCP:$peer:$port" STDOUT"#,
+    };
+    let coordinates = coordinates(flavor);
+    format!(
+        r#"set -euo pipefail
+statefulset='{sts}'
+service='{svc}'
+first={first}
+port={PORT_CLONE}
+datadir={DATA_DIR}
+{ORDINAL}# Existing data: this member was initialised before and must keep it.
+if [[ -d $datadir/mysql ]]; then
+  echo "data directory already initialised, nothing to clone"
+  exit 0
+fi
+# The first member starts empty: the server image initialises it.
+if (( ordinal == first )); then
+  exit 0
+fi
+peer="$statefulset-$((ordinal - 1)).$service"
+# Staged, so that a failed clone never leaves a mysql/ directory that would pass for real data.
+staging="$datadir/.clone"
+for attempt in $(seq 1 30); do
+  find "$datadir" -mindepth 1 -delete
+  mkdir -p "$staging"
+  echo "cloning from $peer:$port (attempt $attempt)"
+  # pipefail: a refused connection or a broken stream fails here instead of yielding an empty clone.
+  if {receive} | {stream} -x -C "$staging" && {tool} --prepare --target-dir="$staging"; then
+    break
+  fi
+  if (( attempt == 30 )); then
+    echo "giving up: $peer did not serve a usable backup" >&2
+    exit 1
+  fi
+  sleep 5
+done
+cd "$staging"
+{coordinates}rm -f ./*_binlog_info ./*_slave_info
+shopt -s dotglob
+mv "$staging"/* "$datadir"/
+rmdir "$staging"
+chown -R {MYSQL_UID}:{MYSQL_UID} "$datadir"
+"#,
+        sts = names.statefulset,
+        svc = names.service,
+        first = names.first_ordinal,
+        stream = flavor.stream_tool(),
+        tool = flavor.backup_tool(),
+    )
+}
+
+/// The part of the clone script that reads the backup's coordinates and writes the first half of
+/// the statement in the flavor's dialect. A backup of a replica carries the primary's coordinates
+/// in `*_slave_info`, which wins over `*_binlog_info` (the replica's own binlog).
+fn coordinates(flavor: Flavor) -> String {
+    let prefixes = flavor.info_file_prefixes().join(" ");
+    let (file_key, pos_key, change) = match flavor.dialect() {
+        Dialect::SourceReplica => ("SOURCE_LOG_FILE", "SOURCE_LOG_POS", "CHANGE REPLICATION SOURCE TO"),
+        Dialect::MasterSlave | Dialect::Mariadb => ("MASTER_LOG_FILE", "MASTER_LOG_POS", "CHANGE MASTER TO"),
+    };
+    let gtid = if flavor.is_mariadb() {
+        // MariaDB: a GTID position, when the backup has one, survives binlog purges and restarts.
+        format!(
+            r#"if [[ -n $gtid ]]; then
+  echo "SET GLOBAL gtid_slave_pos='$gtid'; {change} MASTER_USE_GTID=slave_pos" > {PENDING_SQL}
+el"#
+        )
+    } else {
+        String::new()
+    };
+    let gtid_re = if flavor.is_mariadb() {
+        "gtid_re=\"gtid_slave_pos[[:space:]]*=[[:space:]]*'([^']*)'\"\n"
+    } else {
+        ""
+    };
+    let gtid_from_slave_info = if flavor.is_mariadb() {
+        "    if [[ $info =~ $gtid_re ]]; then\n      gtid=${BASH_REMATCH[1]}\n    fi\n"
+    } else {
+        ""
+    };
+    format!(
+        r#"file='' pos='' gtid=''
+file_re="_LOG_FILE[[:space:]]*=[[:space:]]*'([^']+)'"
+pos_re='_LOG_POS[[:space:]]*=[[:space:]]*([0-9]+)'
+{gtid_re}for prefix in {prefixes}; do
+  if [[ -s ${{prefix}}_slave_info ]]; then
+    info=$(<"${{prefix}}_slave_info")
+{gtid_from_slave_info}    if [[ $info =~ $file_re ]]; then
+      file=${{BASH_REMATCH[1]}}
+    fi
+    if [[ $info =~ $pos_re ]]; then
+      pos=${{BASH_REMATCH[1]}}
+    fi
+    break
+  elif [[ -s ${{prefix}}_binlog_info ]]; then
+    # Columns: file, position and, with GTIDs, the GTID set; split on whitespace.
+    read -r file pos gtid _ < "${{prefix}}_binlog_info" || true
+    break
+  fi
+done
+{gtid}if [[ -n $file && -n $pos ]]; then
+  echo "{change} {file_key}='$file', {pos_key}=$pos" > {PENDING_SQL}
+else
+  echo "the backup carries no replication coordinates" >&2
+  exit 1
+fi
+"#
+    )
+}
+
+/// The backup sidecar: wait for mysqld, create the replication account on the primary, start
+/// replication once from the pending statement on a fresh clone, then serve clones on 3307.
+pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
+    let client = flavor.client();
+    let user = REPLICATION_USER;
+    let tool = flavor.backup_tool();
+    let (source_options, start) = match flavor.dialect() {
+        Dialect::SourceReplica => (
+            format!(
+                "SOURCE_HOST='$primary', SOURCE_USER='{user}', SOURCE_PASSWORD='$password', \
+                 SOURCE_CONNECT_RETRY=10, SOURCE_SSL=1, GET_SOURCE_PUBLIC_KEY=1"
+            ),
+            "START REPLICA",
+        ),
+        Dialect::MasterSlave | Dialect::Mariadb => (
+            format!(
+                "MASTER_HOST='$primary', MASTER_USER='{user}', MASTER_PASSWORD='$password', \
+                 MASTER_CONNECT_RETRY=10"
+            ),
+            "START SLAVE",
+        ),
+    };
+    // PXB 8 keeps temporary files in --target-dir even when streaming; keep them off the datadir.
+    let backup = match flavor {
+        Flavor::Mysql84 | Flavor::Mysql80 => format!(
+            "{tool} --backup --slave-info --stream=xbstream --host=127.0.0.1 --user=root --target-dir=/tmp/backup"
+        ),
+        Flavor::Mysql57 | Flavor::Mariadb => {
+            format!("{tool} --backup --slave-info --stream=xbstream --host=127.0.0.1 --user=root")
+        }
+    };
+    let serve = match flavor.transport() {
+        Transport::Ncat => {
+            format!(r#"ncat --listen --keep-open --send-only --max-conns=1 "$port" -c "{backup}" &"#)
+        }
+        Transport::Socat => format!(
+            r#"mkdir -p /tmp/backup
+socat "TCP-LISTEN:$port,reuseaddr,fork,max-children=1" "EXEC:{backup}" &"#
+        ),
+    };
+    format!(
+        r#"set -euo pipefail
+statefulset='{sts}'
+service='{svc}'
+first={first}
+port={PORT_CLONE}
+# As PID 1, bash ignores SIGTERM unless trapped: without this, every pod deletion waits out the grace period.
+trap 'exit 0' TERM INT
+{ORDINAL}primary="$statefulset-$first.$service"
+# SQL string literal: escape backslashes and quotes of the Secret's value.
+password=${{{ENV_REPLICATION_PASSWORD}//\\/\\\\}}
+password=${{password//\'/\\\'}}
+cd {DATA_DIR}
+echo "waiting for mysqld to accept connections"
+until {client} -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; do
+  sleep 1
+done
+if (( ordinal == first )); then
+  # Re-applied on every start, so the account always matches the Secret; kept out of the binlog.
+  {client} -h 127.0.0.1 -u root <<SQL
+SET SESSION sql_log_bin = 0;
+CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password';
+ALTER USER '{user}'@'%' IDENTIFIED BY '$password';
+GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%';
+SQL
+fi
+if [[ -f {PENDING_SQL} ]]; then
+  echo "starting replication from $primary at the clone's position"
+  {client} -h 127.0.0.1 -u root <<SQL
+$(<{PENDING_SQL}), {source_options};
+{start};
+SQL
+  # At most once: after a restart the server resumes replication on its own.
+  mv {PENDING_SQL} change_master_to.sql.orig
+fi
+echo "serving clones on port $port"
+{serve}
+listener=$!
+trap 'kill "$listener" 2>/dev/null; exit 0' TERM INT
+wait "$listener"
+"#,
+        sts = names.statefulset,
+        svc = names.service,
+        first = names.first_ordinal,
+    )
+}
+
+/// Readiness of the sidecar: something listens on the clone port. A TCP probe would start a
+/// backup on every probe, so the probe reads the socket table instead (`0CEB` is 3307, `0A`
+/// is LISTEN).
+pub fn clone_port_listening() -> String {
+    format!(
+        "grep -qsE '^ *[0-9]+: [0-9A-F]+:{:04X} [0-9A-F]+:[0-9A-F]+ 0A' /proc/net/tcp /proc/net/tcp6",
+        PORT_CLONE
+    )
+}
+
+/// A probe command run in the mysql container with the root password from its environment.
+pub fn mysql_probe(flavor: Flavor, check: Probe) -> String {
+    let pwd = flavor.root_password_env();
+    match check {
+        Probe::Alive => format!("MYSQL_PWD=\"${pwd}\" {} ping -h 127.0.0.1 -u root", flavor.admin_client()),
+        Probe::Ready => {
+            format!("MYSQL_PWD=\"${pwd}\" {} -h 127.0.0.1 -u root -e 'SELECT 1'", flavor.client())
+        }
+    }
+}
+
+/// What a mysql probe checks.
+#[derive(Debug, Clone, Copy)]
+pub enum Probe {
+    /// The server answers (liveness and startup).
+    Alive,
+    /// The server runs queries over TCP: the image's temporary init server listens only on a
+    /// socket, so this stays false until the real server is up.
+    Ready,
+}
+
+/// The primary's and replicas' server configuration (the companion ConfigMap).
+pub fn config(flavor: Flavor) -> [(&'static str, String); 2] {
+    [
+        (CONFIG_PRIMARY, "# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n".into()),
+        (
+            CONFIG_REPLICA,
+            format!("# Applied on the other members (replicas).\n[mysqld]\n{}\n", flavor.read_only_option()),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NAMES: Names<'static> = Names { statefulset: "orders-db", service: "orders-hl", first_ordinal: 0 };
+
+    #[test]
+    fn clone_reads_coordinates_by_fields_not_with_the_greedy_regex() {
+        for flavor in Flavor::ALL {
+            let script = clone(flavor, NAMES);
+            assert!(script.contains("read -r file pos gtid _"), "{flavor}");
+            assert!(!script.contains("(.*?)"), "{flavor}");
+        }
+    }
+
+    #[test]
+    fn clone_fails_loudly_and_retries() {
+        for flavor in Flavor::ALL {
+            let script = clone(flavor, NAMES);
+            assert!(script.starts_with("set -euo pipefail"), "{flavor}");
+            assert!(script.contains("for attempt in"), "{flavor}");
+            assert!(script.contains("peer=\"$statefulset-$((ordinal - 1)).$service\""), "{flavor}");
+        }
+    }
+
+    #[test]
+    fn sidecar_uses_the_dialect_of_each_flavor() {
+        let mysql84 = sidecar(Flavor::Mysql84, NAMES);
+        assert!(mysql84.contains("START REPLICA") && mysql84.contains("SOURCE_HOST="));
+        assert!(!mysql84.contains("MASTER_") && !mysql84.contains("START SLAVE"));
+        let mysql57 = sidecar(Flavor::Mysql57, NAMES);
+        assert!(mysql57.contains("START SLAVE") && mysql57.contains("MASTER_HOST="));
+        assert!(mysql57.contains("ncat --listen"));
+        let mariadb = sidecar(Flavor::Mariadb, NAMES);
+        assert!(mariadb.contains("mariadb -h 127.0.0.1") && mariadb.contains("socat"));
+        assert!(clone(Flavor::Mariadb, NAMES).contains("MASTER_USE_GTID=slave_pos"));
+        assert!(clone(Flavor::Mysql84, NAMES).contains("CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE="));
+    }
+
+    #[test]
+    fn sidecar_traps_sigterm_and_never_execs_the_listener() {
+        for flavor in Flavor::ALL {
+            let script = sidecar(flavor, NAMES);
+            assert!(script.contains("trap 'exit 0' TERM INT"), "{flavor}");
+            assert!(!script.contains("exec ncat") && !script.contains("exec socat"), "{flavor}");
+        }
+    }
+
+    #[test]
+    fn replication_never_uses_root_or_an_empty_password() {
+        for flavor in Flavor::ALL {
+            let script = sidecar(flavor, NAMES);
+            assert!(!script.contains("_USER='root'"), "{flavor}");
+            assert!(!script.contains("_PASSWORD=''"), "{flavor}");
+            assert!(script.contains("_USER='replication'"), "{flavor}");
+        }
+    }
+
+    #[test]
+    fn mariadb_replicas_use_read_only_not_super_read_only() {
+        assert!(config(Flavor::Mariadb)[1].1.contains("\nread-only\n"));
+        assert!(!config(Flavor::Mariadb)[1].1.contains("super"));
+        assert!(config(Flavor::Mysql84)[1].1.contains("\nsuper-read-only\n"));
+    }
+
+    #[test]
+    fn sidecar_readiness_looks_for_a_listener_on_3307() {
+        assert!(clone_port_listening().contains(":0CEB "));
+    }
+
+    #[test]
+    fn first_ordinal_is_the_primary() {
+        let names = Names { first_ordinal: 5, ..NAMES };
+        assert!(init(names).contains("first=5"));
+        assert!(sidecar(Flavor::Mysql84, names).contains("first=5"));
+    }
+}
