@@ -89,12 +89,6 @@ impl Flavor {
         if self.is_mariadb() { "mariadb-admin" } else { "mysqladmin" }
     }
 
-    /// Prefixes of the coordinate files a backup leaves in the data directory, newest name first:
-    /// MariaDB 11.1 renamed `xtrabackup_*` to `mariadb_backup_*` (MDEV-18931).
-    pub fn info_file_prefixes(self) -> &'static [&'static str] {
-        if self.is_mariadb() { &["mariadb_backup", "xtrabackup"] } else { &["xtrabackup"] }
-    }
-
     pub fn dialect(self) -> Dialect {
         match self {
             Flavor::Mysql84 | Flavor::Mysql80 => Dialect::SourceReplica,

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::companions::{Companions, Credentials, credentials_secret};
+use crate::consts::ANNOTATION_REPLICATED;
 use crate::mutate::{MutateError, Operation, mutate};
 
 /// Bad input: names the document (1-based index, kind/name) and the problem.
@@ -55,17 +56,23 @@ pub fn expand_documents(
     let mut notes = Vec::new();
     for (position, mut document) in documents.into_iter().enumerate() {
         let index = position + 1;
-        let mut generated = Vec::new();
+        let is_new = |generated: &Value| identity(generated).is_none_or(|id| !present.contains(&id));
         if is_list(&document) {
-            let items = document.get_mut("items").and_then(Value::as_array_mut);
-            for item in items.into_iter().flatten() {
-                generated.extend(expand_object(item, index, &mut credentials, &mut notes)?);
+            // A List keeps its shape: each item's companions follow it inside the List.
+            let items = std::mem::take(&mut document["items"]).as_array().cloned().unwrap_or_default();
+            let mut expanded = Vec::with_capacity(items.len());
+            for mut item in items {
+                let generated = expand_object(&mut item, index, &mut credentials, &mut notes)?;
+                expanded.push(item);
+                expanded.extend(generated.into_iter().filter(is_new));
             }
+            document["items"] = Value::Array(expanded);
+            out.push(document);
         } else {
-            generated.extend(expand_object(&mut document, index, &mut credentials, &mut notes)?);
+            let generated = expand_object(&mut document, index, &mut credentials, &mut notes)?;
+            out.push(document);
+            out.extend(generated.into_iter().filter(is_new));
         }
-        out.push(document);
-        out.extend(generated.into_iter().filter(|g| identity(g).is_none_or(|id| !present.contains(&id))));
     }
     Ok(Output { documents: out, notes })
 }
@@ -89,15 +96,19 @@ fn expand_object(
     if kind != Some("StatefulSet") {
         return Ok(Vec::new());
     }
+    if object.get("apiVersion").and_then(Value::as_str) != Some("apps/v1") {
+        let replicated = object.pointer("/metadata/annotations").and_then(|a| a.get(ANNOTATION_REPLICATED));
+        return match replicated {
+            Some(_) => Err(fail("only apps/v1 StatefulSets can be expanded; set apiVersion: apps/v1".into())),
+            None => Ok(Vec::new()),
+        };
+    }
     let mutation = match mutate(object, Operation::Create, None) {
         Ok(Some(mutation)) => mutation,
         Ok(None) => return Ok(Vec::new()),
         Err(MutateError::Invalid(invalid)) => return Err(fail(invalid.to_string())),
         Err(MutateError::Malformed(e)) => return Err(fail(format!("not a valid apps/v1 StatefulSet: {e}"))),
     };
-    if object.get("apiVersion").and_then(Value::as_str) != Some("apps/v1") {
-        return Err(fail("only apps/v1 StatefulSets can be expanded; set apiVersion: apps/v1".into()));
-    }
     json_patch::patch(object, &mutation.patch)
         .map_err(|e| fail(format!("internal error applying the expansion: {e}")))?;
 

@@ -120,54 +120,47 @@ chown -R {MYSQL_UID}:{MYSQL_UID} "$datadir"
 
 /// The part of the clone script that reads the backup's coordinates and writes the first half of
 /// the statement in the flavor's dialect. A backup of a replica carries the primary's coordinates
-/// in `*_slave_info`, which wins over `*_binlog_info` (the replica's own binlog).
+/// in `*_slave_info`, which wins over `*_binlog_info` (the replica's own binlog). The globs match
+/// both `xtrabackup_*` and the `mariadb_backup_*` names MariaDB 11.1 switched to (MDEV-18931).
 fn coordinates(flavor: Flavor) -> String {
-    let prefixes = flavor.info_file_prefixes().join(" ");
     let (file_key, pos_key, change) = match flavor.dialect() {
         Dialect::SourceReplica => ("SOURCE_LOG_FILE", "SOURCE_LOG_POS", "CHANGE REPLICATION SOURCE TO"),
         Dialect::MasterSlave | Dialect::Mariadb => ("MASTER_LOG_FILE", "MASTER_LOG_POS", "CHANGE MASTER TO"),
     };
-    let gtid = if flavor.is_mariadb() {
-        // MariaDB: a GTID position, when the backup has one, survives binlog purges and restarts.
-        format!(
-            r#"if [[ -n $gtid ]]; then
-  echo "SET GLOBAL gtid_slave_pos='$gtid'; {change} MASTER_USE_GTID=slave_pos" > {PENDING_SQL}
-el"#
+    // MariaDB: a GTID position, when the backup has one, survives binlog purges and restarts.
+    let (gtid_init, gtid_re, gtid_from_slave_info, gtid_column, gtid_statement) = if flavor.is_mariadb() {
+        (
+            " gtid=''",
+            "gtid_re=\"gtid_slave_pos[[:space:]]*=[[:space:]]*'([^']*)'\"\n",
+            "  if [[ $info =~ $gtid_re ]]; then\n    gtid=${BASH_REMATCH[1]}\n  fi\n",
+            "gtid ",
+            format!(
+                "if [[ -n $gtid ]]; then\n  echo \"SET GLOBAL gtid_slave_pos='$gtid'; {change} MASTER_USE_GTID=slave_pos\" > {PENDING_SQL}\nel"
+            ),
         )
     } else {
-        String::new()
-    };
-    let gtid_re = if flavor.is_mariadb() {
-        "gtid_re=\"gtid_slave_pos[[:space:]]*=[[:space:]]*'([^']*)'\"\n"
-    } else {
-        ""
-    };
-    let gtid_from_slave_info = if flavor.is_mariadb() {
-        "    if [[ $info =~ $gtid_re ]]; then\n      gtid=${BASH_REMATCH[1]}\n    fi\n"
-    } else {
-        ""
+        ("", "", "", "", String::new())
     };
     format!(
-        r#"file='' pos='' gtid=''
+        r#"file='' pos=''{gtid_init}
 file_re="_LOG_FILE[[:space:]]*=[[:space:]]*'([^']+)'"
 pos_re='_LOG_POS[[:space:]]*=[[:space:]]*([0-9]+)'
-{gtid_re}for prefix in {prefixes}; do
-  if [[ -s ${{prefix}}_slave_info ]]; then
-    info=$(<"${{prefix}}_slave_info")
-{gtid_from_slave_info}    if [[ $info =~ $file_re ]]; then
-      file=${{BASH_REMATCH[1]}}
-    fi
-    if [[ $info =~ $pos_re ]]; then
-      pos=${{BASH_REMATCH[1]}}
-    fi
-    break
-  elif [[ -s ${{prefix}}_binlog_info ]]; then
-    # Columns: file, position and, with GTIDs, the GTID set; split on whitespace.
-    read -r file pos gtid _ < "${{prefix}}_binlog_info" || true
-    break
+{gtid_re}shopt -s nullglob
+slave_info=(./*_slave_info)
+binlog_info=(./*_binlog_info)
+if [[ ${{#slave_info[@]}} -gt 0 && -s ${{slave_info[0]}} ]]; then
+  info=$(<"${{slave_info[0]}}")
+{gtid_from_slave_info}  if [[ $info =~ $file_re ]]; then
+    file=${{BASH_REMATCH[1]}}
   fi
-done
-{gtid}if [[ -n $file && -n $pos ]]; then
+  if [[ $info =~ $pos_re ]]; then
+    pos=${{BASH_REMATCH[1]}}
+  fi
+elif [[ ${{#binlog_info[@]}} -gt 0 && -s ${{binlog_info[0]}} ]]; then
+  # Columns: file, position and, with GTIDs, the GTID set; split on whitespace.
+  read -r file pos {gtid_column}_ < "${{binlog_info[0]}}" || true
+fi
+{gtid_statement}if [[ -n $file && -n $pos ]]; then
   echo "{change} {file_key}='$file', {pos_key}=$pos" > {PENDING_SQL}
 else
   echo "the backup carries no replication coordinates" >&2
@@ -316,7 +309,7 @@ mod tests {
     fn clone_reads_coordinates_by_fields_not_with_the_greedy_regex() {
         for flavor in Flavor::ALL {
             let script = clone(flavor, NAMES);
-            assert!(script.contains("read -r file pos gtid _"), "{flavor}");
+            assert!(script.contains("read -r file pos "), "{flavor}");
             assert!(!script.contains("(.*?)"), "{flavor}");
         }
     }

@@ -1,0 +1,95 @@
+//! Fixtures shared by the integration tests: StatefulSets as JSON, the way users and the API
+//! server write them, and helpers to run the engine and the CLI.
+#![allow(dead_code)] // each test crate uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+/// A minimal opted-in StatefulSet, as in DESIGN §2.
+pub fn annotated(name: &str, image: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": name, "annotations": {"mysql-webhook.io/replicated": "true"}},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "mysql", "image": image}]}
+            }
+        }
+    })
+}
+
+/// Sets an annotation on a StatefulSet fixture.
+pub fn with_annotation(mut sts: Value, key: &str, value: &str) -> Value {
+    sts["metadata"]["annotations"][key] = json!(value);
+    sts
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Runs the release-or-dev binary under test with `args`, feeding `stdin`.
+pub fn run_cli(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary under test starts");
+    child.stdin.take().expect("stdin is piped").write_all(stdin.as_bytes()).expect("stdin accepts input");
+    child.wait_with_output().expect("the binary under test finishes")
+}
+
+/// `mutate -f -` on `input`; panics with stderr when it fails.
+pub fn mutate_cli(input: &str, extra: &[&str]) -> String {
+    let mut args = vec!["mutate", "-f", "-"];
+    args.extend_from_slice(extra);
+    let output = run_cli(&args, input);
+    assert!(output.status.success(), "mutate failed: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("mutate prints UTF-8")
+}
+
+/// Every document of a multi-document YAML text.
+pub fn documents(yaml: &str) -> Vec<Value> {
+    mysql_webhook::manifests::read_documents(yaml).expect("output is valid YAML")
+}
+
+/// Every bash script the expansion generates (container commands and exec probes), labelled.
+pub fn scripts(sts: &Value) -> Vec<(String, String)> {
+    let pod = &sts["spec"]["template"]["spec"];
+    let containers = pod["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(pod["containers"].as_array().into_iter().flatten());
+    let mut out = Vec::new();
+    for container in containers {
+        let name = container["name"].as_str().unwrap_or_default();
+        let commands = [
+            "command",
+            "livenessProbe/exec/command",
+            "readinessProbe/exec/command",
+            "startupProbe/exec/command",
+        ];
+        for path in commands {
+            let pointer = format!("/{path}");
+            if let Some(command) = container.pointer(&pointer).and_then(Value::as_array) {
+                if command.len() == 3
+                    && matches!(command[0].as_str(), Some("bash" | "sh"))
+                    && command[1] == "-c"
+                {
+                    out.push((format!("{name} {path}"), command[2].as_str().unwrap_or_default().to_owned()));
+                }
+            }
+        }
+    }
+    out
+}
