@@ -81,13 +81,12 @@ pub fn scripts(sts: &Value) -> Vec<(String, String)> {
         ];
         for path in commands {
             let pointer = format!("/{path}");
-            if let Some(command) = container.pointer(&pointer).and_then(Value::as_array) {
-                if command.len() == 3
-                    && matches!(command[0].as_str(), Some("bash" | "sh"))
-                    && command[1] == "-c"
-                {
-                    out.push((format!("{name} {path}"), command[2].as_str().unwrap_or_default().to_owned()));
-                }
+            if let Some(command) = container.pointer(&pointer).and_then(Value::as_array)
+                && command.len() == 3
+                && matches!(command[0].as_str(), Some("bash" | "sh"))
+                && command[1] == "-c"
+            {
+                out.push((format!("{name} {path}"), command[2].as_str().unwrap_or_default().to_owned()));
             }
         }
     }

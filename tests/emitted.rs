@@ -1,0 +1,137 @@
+//! Everything the engine emits is checked by the real tools: every object by
+//! `kubernetes-validate --strict` (PyPI), every generated script by `bash -n` and `shellcheck`
+//! (Debian). `.ci/run` installs both; a missing tool fails the test with the install command.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+/// The Kubernetes version the schemas are checked against: the oldest one k8s-openapi's
+/// `v1_33` feature targets, so the output works on every cluster from there on.
+const KUBERNETES_VERSION: &str = "1.33.0";
+
+fn tool(name: &str, install: &str) -> Command {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    assert!(found, "{name} is not installed; run `{install}` (or .ci/run, which does)");
+    Command::new(name)
+}
+
+/// Inputs that exercise every branch of the expansion: each flavor, custom names and namespace,
+/// every annotation, user containers and a non-zero first ordinal.
+fn inputs() -> Vec<String> {
+    let mut inputs: Vec<String> = ["mysql-8.4", "mysql-8.0", "mysql-5.7", "mariadb"]
+        .iter()
+        .map(|flavor| {
+            std::fs::read_to_string(common::repo_path(&format!("deploy/examples/{flavor}.yaml"))).unwrap()
+        })
+        .collect();
+    let mut everything =
+        common::annotated("orders-db", "registry.example.com:5000/mirror/mysql:8.4@sha256:0123");
+    everything["metadata"]["namespace"] = json!("shop");
+    everything["spec"]["serviceName"] = json!("orders-hl");
+    everything["spec"]["ordinals"] = json!({"start": 1});
+    for (key, value) in [
+        ("storage", "50Gi"),
+        ("storage-class", "fast-ssd"),
+        ("root-password-secret", "orders-secrets"),
+        ("read-service", "orders-ro"),
+        ("metrics", "true"),
+        ("flavor", "mysql-8.4"),
+    ] {
+        everything = common::with_annotation(everything, &format!("mysql-webhook.io/{key}"), value);
+    }
+    let pod = &mut everything["spec"]["template"]["spec"];
+    pod["containers"][0]["resources"] = json!({"limits": {"cpu": "2", "memory": "4Gi"}});
+    pod["containers"].as_array_mut().unwrap().push(json!({"name": "audit", "image": "busybox:1.36"}));
+    pod["initContainers"] = json!([{"name": "setup", "image": "busybox:1.36", "command": ["true"]}]);
+    inputs.push(everything.to_string());
+    inputs.push(common::annotated("maria", "mariadb:10.11").to_string());
+    inputs
+}
+
+#[test]
+fn every_emitted_object_passes_strict_schema_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for (index, input) in inputs().iter().enumerate() {
+        let output = common::mutate_cli(input, &["--with-secret"]);
+        for (document_index, document) in common::documents(&output).iter().enumerate() {
+            let path = dir.path().join(format!("{index}-{document_index}.yaml"));
+            std::fs::write(&path, serde_yaml_ng::to_string(document).unwrap()).unwrap();
+            files.push(path);
+        }
+    }
+    assert!(files.len() >= 6 * 6, "every input yields a StatefulSet and 5 companions");
+    let output = tool("kubernetes-validate", "pip install kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "strict schema validation failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn strict_schema_validation_catches_an_unknown_field() {
+    // Proves the check above can fail: the same tool on a StatefulSet with a misspelt field.
+    let dir = tempfile::tempdir().unwrap();
+    let mut sts: Value = common::documents(&common::mutate_cli(&inputs()[0], &[])).remove(0);
+    sts["spec"]["replica"] = json!(3);
+    let path = dir.path().join("bad.yaml");
+    std::fs::write(&path, serde_yaml_ng::to_string(&sts).unwrap()).unwrap();
+    let status = tool("kubernetes-validate", "pip install kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!status.success());
+}
+
+fn check_script(label: &str, script: &str) {
+    for (program, args) in
+        [("bash", vec!["-n"]), ("shellcheck", vec!["--shell=bash", "--severity=style", "-"])]
+    {
+        let mut child = tool(program, "apt-get install -y shellcheck")
+            .args(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{program} on {label}:\n{}{}\n--- script ---\n{script}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn every_generated_script_passes_bash_n_and_shellcheck() {
+    let mut checked = 0;
+    for input in inputs() {
+        let output = common::mutate_cli(&input, &[]);
+        let sts = &common::documents(&output)[0];
+        for (label, script) in common::scripts(sts) {
+            check_script(&label, &script);
+            checked += 1;
+        }
+    }
+    // init, clone, sidecar, sidecar readiness and three mysql probes per input.
+    assert!(checked >= 6 * 7, "only {checked} scripts found");
+}
