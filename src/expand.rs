@@ -3,7 +3,7 @@
 //!
 //! Rules that make it safe to run on every admission call:
 //! - idempotent: everything is an upsert keyed by a name or a path, so expanding an expanded
-//!   object changes nothing;
+//!   object changes nothing, also after the API server filled in its defaults;
 //! - the user wins: a field they set on their containers, pod or claim is kept; only the
 //!   containers, volumes and env the pattern owns (by name) are rewritten to the planned state.
 
@@ -18,6 +18,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::consts::*;
 use crate::plan::Plan;
@@ -77,19 +80,48 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
     out
 }
 
-/// Puts `item` at `position` unless an item of the same name exists, which is replaced in place
-/// (it is ours: a previous expansion put it there).
+/// Puts `item` at `position` unless an item of the same name exists (a previous expansion put
+/// it there), which converges to `item` in place.
 fn upsert_at(items: &mut Vec<Container>, position: usize, item: Container) {
     match items.iter().position(|c| c.name == item.name) {
-        Some(index) => items[index] = item,
+        Some(index) => converge(&mut items[index], item),
         None => items.insert(position.min(items.len()), item),
     }
 }
 
-fn upsert_by_name<T>(items: &mut Vec<T>, item: T, name: impl Fn(&T) -> &String) {
+fn upsert_by_name<T: Serialize>(items: &mut Vec<T>, item: T, name: impl Fn(&T) -> &String) {
     match items.iter().position(|existing| name(existing) == name(&item)) {
-        Some(index) => items[index] = item,
+        Some(index) => converge(&mut items[index], item),
         None => items.push(item),
+    }
+}
+
+/// Replaces `existing` with `desired` unless it already says everything `desired` says. The
+/// API server fills defaults into what the webhook added (`imagePullPolicy`,
+/// `terminationMessagePath`, a port's `protocol`, a ConfigMap volume's `defaultMode`…);
+/// replacing the defaulted item would remove them, and the patch of an expanded object would
+/// never be empty.
+fn converge<T: Serialize>(existing: &mut T, desired: T) {
+    let says_all = match (serde_json::to_value(&*existing), serde_json::to_value(&desired)) {
+        (Ok(existing), Ok(desired)) => is_covered(&desired, &existing),
+        _ => false,
+    };
+    if !says_all {
+        *existing = desired;
+    }
+}
+
+/// Is every field of `desired` present in `actual` with the same value? Arrays must match
+/// element by element (order matters for commands, env and containers).
+fn is_covered(desired: &Value, actual: &Value) -> bool {
+    match (desired, actual) {
+        (Value::Object(desired), Value::Object(actual)) => {
+            desired.iter().all(|(key, value)| actual.get(key).is_some_and(|a| is_covered(value, a)))
+        }
+        (Value::Array(desired), Value::Array(actual)) => {
+            desired.len() == actual.len() && desired.iter().zip(actual).all(|(d, a)| is_covered(d, a))
+        }
+        _ => desired == actual,
     }
 }
 

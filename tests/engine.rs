@@ -428,3 +428,88 @@ fn unannotated_and_opted_out_objects_pass_through_unchanged() {
     assert_eq!(String::from_utf8(output.stdout).unwrap(), round_trip);
     assert!(output.stderr.is_empty(), "nothing to say about objects left alone");
 }
+
+/// What kube-apiserver's defaulting adds to a StatefulSet before admission and again after a
+/// webhook's patch (pkg/apis/apps/v1 and core/v1 defaults).
+fn apiserver_defaults(sts: &mut Value) {
+    let spec = &mut sts["spec"];
+    spec["updateStrategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}});
+    spec["revisionHistoryLimit"] = json!(10);
+    spec["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": "Retain", "whenScaled": "Retain"});
+    spec["podManagementPolicy"] = json!("OrderedReady");
+    for claim in spec["volumeClaimTemplates"].as_array_mut().into_iter().flatten() {
+        claim["spec"]["volumeMode"] = json!("Filesystem");
+        claim["status"] = json!({"phase": "Pending"});
+    }
+    let pod = &mut spec["template"]["spec"];
+    for (key, value) in [
+        ("restartPolicy", json!("Always")),
+        ("dnsPolicy", json!("ClusterFirst")),
+        ("schedulerName", json!("default-scheduler")),
+        ("securityContext", json!({})),
+        ("terminationGracePeriodSeconds", json!(30)),
+    ] {
+        pod[key] = value;
+    }
+    for volume in pod["volumes"].as_array_mut().into_iter().flatten() {
+        if volume.get("configMap").is_some() {
+            volume["configMap"]["defaultMode"] = json!(420);
+        }
+    }
+    for list in ["initContainers", "containers"] {
+        for container in pod[list].as_array_mut().into_iter().flatten() {
+            container["imagePullPolicy"] = json!("IfNotPresent");
+            container["terminationMessagePath"] = json!("/dev/termination-log");
+            container["terminationMessagePolicy"] = json!("File");
+            if container.get("resources").is_none() {
+                container["resources"] = json!({});
+            }
+            for port in container["ports"].as_array_mut().into_iter().flatten() {
+                port["protocol"] = json!("TCP");
+            }
+            for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+                if let Some(probe) = container.get_mut(probe) {
+                    for (key, default) in [
+                        ("successThreshold", 1),
+                        ("failureThreshold", 3),
+                        ("timeoutSeconds", 1),
+                        ("periodSeconds", 10),
+                    ] {
+                        if probe.get(key).is_none() {
+                            probe[key] = json!(default);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    sts["metadata"]["creationTimestamp"] = Value::Null;
+    sts["metadata"]["generation"] = json!(1);
+    sts["metadata"]["uid"] = json!("0f4a4c8e-6a0b-4a43-9a8e-1f5d7c2b9e11");
+    sts["status"] = json!({"replicas": 0, "availableReplicas": 0});
+}
+
+#[test]
+fn an_expanded_object_after_api_server_defaulting_yields_no_patch() {
+    for image in ["mysql:8.4", "mysql:5.7", "mariadb:11.4"] {
+        let object = with_annotation(annotated("db", image), "mysql-webhook.io/metrics", "true");
+        let mut stored = expand(&object);
+        apiserver_defaults(&mut stored);
+        for operation in [Operation::Create, Operation::Update { old: &stored }] {
+            let mutation = mutate(&stored, operation, None).unwrap().unwrap();
+            assert!(mutation.patch.0.is_empty(), "{image}: {:?}", mutation.patch);
+        }
+    }
+}
+
+#[test]
+fn a_users_edit_of_a_managed_container_is_converged_back() {
+    let mut stored = expand(&annotated("db", "mysql:8.4"));
+    apiserver_defaults(&mut stored);
+    stored["spec"]["template"]["spec"]["initContainers"][1]["command"] = json!(["sh", "-c", "exit 0"]);
+    let mutation = mutate(&stored, Operation::Update { old: &stored }, None).unwrap().unwrap();
+    let expanded = serde_json::to_value(&mutation.expanded).unwrap();
+    let clone = &expanded["spec"]["template"]["spec"]["initContainers"][1];
+    assert_eq!(clone["command"][0], "bash");
+    assert!(clone["command"][2].as_str().unwrap().contains("clone"));
+}
