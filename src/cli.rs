@@ -1,9 +1,12 @@
 //! The command line: commands and flags of DESIGN §1, each flag also readable from an
 //! environment variable. Parsing only; `main` dispatches.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,7 +22,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the HTTPS admission webhook (and the companion controller).
-    Serve,
+    Serve(ServeArgs),
     /// Expand manifests offline: annotated StatefulSets with their companions, everything else unchanged.
     Mutate {
         /// Manifest file (multi-document YAML or JSON); `-` reads standard input.
@@ -32,5 +35,55 @@ pub enum Command {
     /// Run the policies offline on the expanded manifests (CI use).
     Check,
     /// Make a CA and a serving certificate for the webhook's Service.
-    Certs,
+    Certs(CertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "MYSQL_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Serving certificate (PEM, with its chain); reloaded when the file changes.
+    #[arg(
+        long,
+        env = "MYSQL_WEBHOOK_TLS_CERT",
+        requires = "tls_key",
+        required_unless_present = "dev",
+        conflicts_with = "dev"
+    )]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM); reloaded when the file changes.
+    #[arg(long, env = "MYSQL_WEBHOOK_TLS_KEY", requires = "tls_cert", conflicts_with = "dev")]
+    pub tls_key: Option<PathBuf>,
+    /// Development mode: make a CA and a certificate for localhost and 127.0.0.1 (in certs/dev/).
+    #[arg(long, env = "MYSQL_WEBHOOK_DEV")]
+    pub dev: bool,
+    /// Policy configuration (policies.yaml); without it the built-in policies run with defaults.
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// Don't run the companion controller.
+    #[arg(long, env = "MYSQL_WEBHOOK_NO_CONTROLLER")]
+    pub no_controller: bool,
+    /// Log format.
+    #[arg(long, env = "MYSQL_WEBHOOK_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, env = "MYSQL_WEBHOOK_SERVICE")]
+    pub service: String,
+    /// Namespace of the webhook's Service.
+    #[arg(long, env = "MYSQL_WEBHOOK_NAMESPACE")]
+    pub namespace: String,
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long, env = "MYSQL_WEBHOOK_CERTS_OUT")]
+    pub out: PathBuf,
+    /// Validity of the serving certificate in days (the CA gets twice as long).
+    #[arg(long, env = "MYSQL_WEBHOOK_CERTS_DAYS", default_value_t = 365)]
+    pub days: u32,
+    /// Overwrite existing files.
+    #[arg(long)]
+    pub force: bool,
 }

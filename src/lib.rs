@@ -7,16 +7,20 @@
 
 #![forbid(unsafe_code)]
 
+pub mod certs;
 pub mod cli;
 pub mod companions;
 pub mod consts;
 pub mod expand;
 pub mod flavor;
 pub mod manifests;
+pub mod metrics;
 pub mod mutate;
 pub mod plan;
 pub mod quantity;
 pub mod scripts;
+pub mod server;
+pub mod telemetry;
 
 pub use mutate::{MutateError, Mutation, Operation, mutate};
 pub use plan::{Invalid, Plan, plan};

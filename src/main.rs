@@ -4,9 +4,9 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use mysql_webhook::cli::{Cli, Command};
+use mysql_webhook::cli::{CertsArgs, Cli, Command, ServeArgs};
 use mysql_webhook::companions::Credentials;
-use mysql_webhook::manifests;
+use mysql_webhook::{certs, manifests, server, telemetry};
 
 /// Exit code for bad input and for commands that can't run.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -15,8 +15,56 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Mutate { file, with_secret } => run_mutate(&file, with_secret),
-        Command::Serve | Command::Check | Command::Certs => {
-            eprintln!("error: this command is not built yet; `mutate` is available");
+        Command::Serve(args) => match run_serve(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Certs(args) => run_certs(&args),
+        Command::Check => {
+            eprintln!("error: this command is not built yet; `mutate`, `serve` and `certs` are available");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format);
+    let certificates = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => server::Certificates::Files { cert, key },
+        _ => server::Certificates::Development,
+    };
+    let config = server::Config {
+        addr: args.addr,
+        certificates,
+        policies: args.policies,
+        controller: !args.no_controller,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(server::run(config))?;
+    Ok(())
+}
+
+fn run_certs(args: &CertsArgs) -> ExitCode {
+    let result =
+        certs::generate(&args.service, certs::service_names(&args.service, &args.namespace), args.days)
+            .and_then(|bundle| certs::write(&bundle, &args.out, args.force).map(|()| bundle));
+    match result {
+        Ok(bundle) => {
+            eprintln!(
+                "wrote {0}/{1}, {0}/{2} and {0}/{3} (key mode 0600); the caBundle for the webhook configurations:",
+                args.out.display(),
+                certs::CA_FILE,
+                certs::CERT_FILE,
+                certs::KEY_FILE
+            );
+            println!("{}", bundle.ca_bundle());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }

@@ -1,0 +1,118 @@
+//! Prometheus metrics of the webhook (`GET /metrics`, OpenMetrics text): requests by endpoint and
+//! outcome, latency, requests in flight, certificate reloads and expiry, build info. One
+//! [`Metrics`] per process, shared by the handlers and the certificate reloader.
+
+use std::time::Instant;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub outcome: Outcome,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+}
+
+/// How an admission request ended.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue)]
+pub enum Outcome {
+    /// Allowed without a patch.
+    Allowed,
+    /// Allowed with a patch.
+    Patched,
+    /// Answered `allowed: false`.
+    Denied,
+    /// Not a usable AdmissionReview: answered with an HTTP 4xx.
+    Invalid,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<EndpointLabels, Histogram>,
+    pub in_flight: Gauge,
+    certificate_reloads: Family<ResultLabels, Counter>,
+    pub certificate_expiry: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("mysql_webhook");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by endpoint and outcome",
+            requests.clone(),
+        );
+        // Buckets from 100 µs to 2.5 s: the expansion takes tens of µs, the API server gives up at the webhook timeout.
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 2.5])
+        });
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request",
+            latency.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register("admission_in_flight", "Admission requests being answered", in_flight.clone());
+        let certificate_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "certificate_reloads",
+            "Serving certificate reloads after the files changed, by result",
+            certificate_reloads.clone(),
+        );
+        let certificate_expiry = Gauge::default();
+        registry.register(
+            "certificate_expiry_timestamp_seconds",
+            "When the serving certificate in use expires (Unix time)",
+            certificate_expiry.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "Version of the running binary", build);
+        Metrics { registry, requests, latency, in_flight, certificate_reloads, certificate_expiry }
+    }
+
+    pub fn record_request(&self, endpoint: &'static str, outcome: Outcome, started: Instant) {
+        self.requests.get_or_create(&RequestLabels { endpoint, outcome }).inc();
+        self.latency.get_or_create(&EndpointLabels { endpoint }).observe(started.elapsed().as_secs_f64());
+    }
+
+    pub fn record_certificate_reload(&self, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.certificate_reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String can't fail");
+        text
+    }
+}

@@ -1,0 +1,324 @@
+//! The HTTPS admission webhook: axum routes served over rustls by a hyper-util accept loop.
+//!
+//! Endpoints: `POST /mutate`, `POST /validate`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+//! Bad input gets a 4xx with a message and never takes the server down: bodies are limited in
+//! size ([`BODY_LIMIT`]) and in time ([`BODY_TIMEOUT`]), handshakes and headers too. SIGTERM and
+//! SIGINT stop accepting and drain the requests in flight.
+
+pub mod admission;
+pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get, post};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
+
+use crate::metrics::{Metrics, Outcome};
+use tls::CertificateStore;
+
+/// Largest AdmissionReview accepted. Kubernetes objects are at most 1.5 MiB (etcd's request
+/// limit) and a review of an UPDATE carries two of them plus metadata: 4 MiB leaves room.
+pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// A body must arrive within this; the API server gives up on the webhook sooner (≤ 30 s).
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A TLS handshake, and the request headers, must complete within this.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long SIGTERM waits for requests in flight before exiting anyway.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    /// Ready once certificates are loaded (and, later, policies compiled).
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The routes, without TLS or sockets: tests can call it directly.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", only(post(mutate_handler)))
+        .route("/validate", only(post(validate_handler)))
+        .route("/healthz", only(get(|| async { "ok\n" })))
+        .route("/readyz", only(get(readyz_handler)))
+        .route("/metrics", only(get(metrics_handler)))
+        .fallback(|| async {
+            error(StatusCode::NOT_FOUND, "no such endpoint; the webhook serves POST /mutate, POST /validate, GET /healthz, GET /readyz, GET /metrics".into())
+        })
+        .with_state(state)
+}
+
+/// A route that answers other methods with 405 and a message rather than an empty body.
+fn only(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route.fallback(|| async {
+        error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed on this endpoint".into())
+    })
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"))], message + "\n")
+        .into_response()
+}
+
+async fn readyz_handler(State(state): State<AppState>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        error(StatusCode::SERVICE_UNAVAILABLE, "not ready".into())
+    }
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn mutate_handler(State(state): State<AppState>, request: Request) -> Response {
+    review(state, "mutate", request, admission::mutate_review).await
+}
+
+async fn validate_handler(State(state): State<AppState>, request: Request) -> Response {
+    review(state, "validate", request, |request| Ok(admission::validate_review(request))).await
+}
+
+/// The shell shared by both admission endpoints: read the body within limits, parse the
+/// review, decide, answer, log with the request's uid and count.
+async fn review(
+    state: AppState,
+    endpoint: &'static str,
+    request: Request,
+    decide: impl FnOnce(&admission::Request) -> Result<admission::Response, admission::Rejection>,
+) -> Response {
+    let started = Instant::now();
+    state.metrics.in_flight.inc();
+    let (outcome, response) = match read_body(request.into_body()).await {
+        Err(response) => (Outcome::Invalid, response),
+        Ok(body) => match admission::parse(&body) {
+            Err(rejection) => {
+                tracing::info!(endpoint, %rejection, "invalid admission review");
+                (Outcome::Invalid, error(StatusCode::BAD_REQUEST, rejection.0))
+            }
+            Ok(request) => {
+                let span = tracing::info_span!("admission", uid = %request.uid, endpoint, operation = %request.operation,
+                    namespace = request.namespace.as_deref().unwrap_or(""), name = request.name.as_deref().unwrap_or(""),
+                    dry_run = request.dry_run);
+                async {
+                    match decide(&request) {
+                        Ok(answer) => {
+                            let outcome = answer.outcome();
+                            match &answer.status {
+                                Some(status) => {
+                                    tracing::info!(?outcome, message = %status.message, "answered")
+                                }
+                                None => tracing::info!(?outcome, "answered"),
+                            }
+                            (outcome, axum::Json(answer.into_review()).into_response())
+                        }
+                        Err(rejection) => {
+                            tracing::info!(%rejection, "invalid admission request");
+                            (Outcome::Invalid, error(StatusCode::BAD_REQUEST, rejection.0))
+                        }
+                    }
+                }
+                .instrument(span)
+                .await
+            }
+        },
+    };
+    state.metrics.in_flight.dec();
+    state.metrics.record_request(endpoint, outcome, started);
+    response
+}
+
+/// The body, or the 4xx that says why it can't be read: too large (413), too slow (408), broken (400).
+async fn read_body(body: Body) -> Result<Bytes, Response> {
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is larger than the limit of {BODY_LIMIT} bytes"),
+        )
+    };
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, BODY_LIMIT).collect()).await {
+        Err(_) => Err(error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+/// Serves `app` over TLS on `listener` until `shutdown` completes, then stops accepting and
+/// waits up to [`DRAIN_TIMEOUT`] for the connections in flight to finish their requests.
+pub async fn serve(
+    listener: TcpListener,
+    certificates: Arc<CertificateStore>,
+    app: Router,
+    shutdown: impl Future<Output = ()>,
+) {
+    let acceptor = TlsAcceptor::from(certificates.server_config());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (acceptor, builder, app, watcher) =
+            (acceptor.clone(), builder.clone(), app.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+            };
+            let connection = builder
+                .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app))
+                .into_owned();
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tracing::info!(connections = graceful.count(), "shutting down: draining requests in flight");
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("drain timed out; exiting with connections still open");
+    }
+}
+
+/// Runs the certificate reloader until the process ends.
+pub fn spawn_reloader(certificates: Arc<CertificateStore>, metrics: Arc<Metrics>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(tls::RELOAD_INTERVAL);
+        loop {
+            interval.tick().await;
+            let (certificates, metrics) = (certificates.clone(), metrics.clone());
+            // File reads and key parsing are blocking work.
+            let _ = tokio::task::spawn_blocking(move || certificates.reload(&metrics)).await;
+        }
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// Binds `addr` and reports the address actually bound (for `127.0.0.1:0` in tests).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum Certificates {
+    Files {
+        cert: std::path::PathBuf,
+        key: std::path::PathBuf,
+    },
+    /// `--dev`: made at start-up for localhost and 127.0.0.1.
+    Development,
+}
+
+/// What `serve` needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub addr: SocketAddr,
+    pub certificates: Certificates,
+    pub policies: Option<std::path::PathBuf>,
+    pub controller: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Certs(#[from] crate::certs::CertsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Runs the webhook until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<(), ServeError> {
+    let metrics = Arc::new(Metrics::new());
+    let (cert, key) = match config.certificates {
+        Certificates::Files { cert, key } => (cert, key),
+        Certificates::Development => development_certificates()?,
+    };
+    let certificates = CertificateStore::open(&cert, &key, &metrics)?;
+    match &config.policies {
+        Some(path) => {
+            tracing::warn!(policies = %path.display(), "policies are not built yet: the file is ignored and /validate allows everything")
+        }
+        None => tracing::info!("no policies are loaded yet: /validate allows everything"),
+    }
+    if config.controller {
+        tracing::info!("the companion controller is not built yet: the webhook runs alone");
+    }
+    let (listener, local) =
+        bind(config.addr).await.map_err(|source| ServeError::Bind { addr: config.addr, source })?;
+    spawn_reloader(certificates.clone(), metrics.clone());
+    let state = AppState { metrics, ready: Arc::new(AtomicBool::new(true)) };
+    tracing::info!(addr = %local, cert = %cert.display(), "serving the admission webhook");
+    serve(listener, certificates, router(state), shutdown_signal()).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Makes the `--dev` CA and certificate in `certs/dev/` when run from the repository, else in a
+/// temporary directory, and says where the CA is.
+fn development_certificates() -> Result<(std::path::PathBuf, std::path::PathBuf), ServeError> {
+    let dir = if std::path::Path::new("certs").is_dir() {
+        std::path::PathBuf::from("certs/dev")
+    } else {
+        std::env::temp_dir().join("mysql-webhook-dev")
+    };
+    let bundle =
+        crate::certs::generate("mysql-webhook-dev", vec!["localhost".into(), "127.0.0.1".into()], 30)?;
+    crate::certs::write(&bundle, &dir, true)?;
+    let ca = dir.join(crate::certs::CA_FILE);
+    tracing::info!(ca = %ca.display(), "development certificates made; trust the CA to call the webhook, e.g. curl --cacert {}", ca.display());
+    Ok((dir.join(crate::certs::CERT_FILE), dir.join(crate::certs::KEY_FILE)))
+}
