@@ -21,6 +21,7 @@ pub mod quantity;
 pub mod scripts;
 pub mod server;
 pub mod telemetry;
+pub mod yaml;
 
 pub use mutate::{MutateError, Mutation, Operation, mutate};
 pub use plan::{Invalid, Plan, plan};

@@ -133,11 +133,7 @@ fn expand_object(
 
 /// Renders documents as multi-document YAML.
 pub fn to_yaml(documents: &[Value]) -> String {
-    documents
-        .iter()
-        .map(|document| serde_yaml_ng::to_string(document).expect("a JSON value always renders as YAML"))
-        .collect::<Vec<_>>()
-        .join("---\n")
+    documents.iter().map(crate::yaml::to_string).collect::<Vec<_>>().join("---\n")
 }
 
 fn to_value<T: serde::Serialize>(object: &T) -> Value {

@@ -36,6 +36,8 @@ fn inputs() -> Vec<String> {
     everything["metadata"]["namespace"] = json!("shop");
     everything["spec"]["serviceName"] = json!("orders-hl");
     everything["spec"]["ordinals"] = json!({"start": 1});
+    // Strings YAML 1.1 readers (kubectl, PyYAML) would take for booleans or numbers.
+    everything["metadata"]["labels"] = json!({"enabled": "on", "tier": "yes", "window": "12:30"});
     for (key, value) in [
         ("storage", "50Gi"),
         ("storage-class", "fast-ssd"),
@@ -63,7 +65,7 @@ fn every_emitted_object_passes_strict_schema_validation() {
         let output = common::mutate_cli(input, &["--with-secret"]);
         for (document_index, document) in common::documents(&output).iter().enumerate() {
             let path = dir.path().join(format!("{index}-{document_index}.yaml"));
-            std::fs::write(&path, serde_yaml_ng::to_string(document).unwrap()).unwrap();
+            std::fs::write(&path, mysql_webhook::yaml::to_string(document)).unwrap();
             files.push(path);
         }
     }
@@ -88,7 +90,7 @@ fn strict_schema_validation_catches_an_unknown_field() {
     let mut sts: Value = common::documents(&common::mutate_cli(&inputs()[0], &[])).remove(0);
     sts["spec"]["replica"] = json!(3);
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, serde_yaml_ng::to_string(&sts).unwrap()).unwrap();
+    std::fs::write(&path, mysql_webhook::yaml::to_string(&sts)).unwrap();
     let status = tool("kubernetes-validate", "pip install kubernetes-validate")
         .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
         .arg(&path)
