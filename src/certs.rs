@@ -98,10 +98,8 @@ pub fn write(bundle: &Bundle, dir: &Path, force: bool) -> Result<(), CertsError>
         (CERT_FILE, &bundle.cert_pem, 0o644),
         (KEY_FILE, &bundle.key_pem, 0o600),
     ];
-    if !force {
-        if let Some((name, ..)) = files.iter().find(|(name, ..)| dir.join(name).exists()) {
-            return Err(CertsError::Exists(dir.join(name)));
-        }
+    if !force && let Some((name, ..)) = files.iter().find(|(name, ..)| dir.join(name).exists()) {
+        return Err(CertsError::Exists(dir.join(name)));
     }
     for (name, content, mode) in files {
         let path = dir.join(name);

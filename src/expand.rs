@@ -20,6 +20,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::consts::*;
@@ -89,25 +90,54 @@ fn upsert_at(items: &mut Vec<Container>, position: usize, item: Container) {
     }
 }
 
-fn upsert_by_name<T: Serialize>(items: &mut Vec<T>, item: T, name: impl Fn(&T) -> &String) {
+fn upsert_by_name<T: Serialize + DeserializeOwned>(
+    items: &mut Vec<T>,
+    item: T,
+    name: impl Fn(&T) -> &String,
+) {
     match items.iter().position(|existing| name(existing) == name(&item)) {
         Some(index) => converge(&mut items[index], item),
         None => items.push(item),
     }
 }
 
-/// Replaces `existing` with `desired` unless it already says everything `desired` says. The
-/// API server fills defaults into what the webhook added (`imagePullPolicy`,
-/// `terminationMessagePath`, a port's `protocol`, a ConfigMap volume's `defaultMode`…);
-/// replacing the defaulted item would remove them, and the patch of an expanded object would
-/// never be empty.
-fn converge<T: Serialize>(existing: &mut T, desired: T) {
-    let says_all = match (serde_json::to_value(&*existing), serde_json::to_value(&desired)) {
-        (Ok(existing), Ok(desired)) => is_covered(&desired, &existing),
-        _ => false,
-    };
-    if !says_all {
+/// Brings `existing` to say everything `desired` says, changing nothing else. The API server
+/// fills defaults into what the webhook added (`imagePullPolicy`, `terminationMessagePath`, a
+/// port's `protocol`, a ConfigMap volume's `defaultMode`…): replacing the item would strip them,
+/// and the patch of an expanded object would never be empty or minimal.
+fn converge<T: Serialize + DeserializeOwned>(existing: &mut T, desired: T) {
+    let (Ok(mut current), Ok(wanted)) = (serde_json::to_value(&*existing), serde_json::to_value(&desired))
+    else {
         *existing = desired;
+        return;
+    };
+    if is_covered(&wanted, &current) {
+        return;
+    }
+    overlay(&mut current, wanted);
+    *existing = serde_json::from_value(current).unwrap_or(desired);
+}
+
+/// Writes every field of `desired` into `target`: objects merge key by key, arrays of the same
+/// length element by element, anything else is replaced.
+fn overlay(target: &mut Value, desired: Value) {
+    match (target, desired) {
+        (Value::Object(target), Value::Object(desired)) => {
+            for (key, value) in desired {
+                match target.get_mut(&key) {
+                    Some(existing) => overlay(existing, value),
+                    None => {
+                        target.insert(key, value);
+                    }
+                }
+            }
+        }
+        (Value::Array(target), Value::Array(desired)) if target.len() == desired.len() => {
+            for (existing, value) in target.iter_mut().zip(desired) {
+                overlay(existing, value);
+            }
+        }
+        (target, desired) => *target = desired,
     }
 }
 
