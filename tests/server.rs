@@ -412,37 +412,64 @@ impl Drop for Child {
     }
 }
 
+/// The binary serving on a free port with a generated pair; killed on drop.
+struct ServerProcess {
+    child: Child,
+    client: reqwest::Client,
+    base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    async fn start(extra: &[&str], stderr: std::process::Stdio) -> ServerProcess {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = certs::generate("test", vec!["127.0.0.1".into()], 2).unwrap();
+        certs::write(&bundle, dir.path(), false).unwrap();
+        let port = free_port();
+        let cert: PathBuf = dir.path().join("tls.crt");
+        let key: PathBuf = dir.path().join("tls.key");
+        let child = Child(
+            std::process::Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
+                .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--no-controller"])
+                .arg("--tls-cert")
+                .arg(&cert)
+                .arg("--tls-key")
+                .arg(&key)
+                .args(extra)
+                .stderr(stderr)
+                .spawn()
+                .unwrap(),
+        );
+        let client = client(&[&bundle.ca_pem]);
+        let base = format!("https://127.0.0.1:{port}");
+        for _ in 0..100 {
+            if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
+                return ServerProcess { child, client, base, _dir: dir };
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the server never became ready");
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.0.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    }
+
+    async fn exit_code(&mut self) -> Option<i32> {
+        for _ in 0..100 {
+            if let Some(status) = self.child.0.try_wait().unwrap() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+}
+
 #[tokio::test]
 async fn sigterm_drains_requests_in_flight_and_exits_0() {
-    let dir = tempfile::tempdir().unwrap();
-    let bundle = certs::generate("test", vec!["127.0.0.1".into()], 2).unwrap();
-    certs::write(&bundle, dir.path(), false).unwrap();
-    let port = free_port();
-    let cert: PathBuf = dir.path().join("tls.crt");
-    let key: PathBuf = dir.path().join("tls.key");
-    let mut child = Child(
-        std::process::Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--no-controller"])
-            .arg("--tls-cert")
-            .arg(&cert)
-            .arg("--tls-key")
-            .arg(&key)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let client = client(&[&bundle.ca_pem]);
-    let base = format!("https://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(ready, "the server never became ready");
-
+    let mut server = ServerProcess::start(&[], std::process::Stdio::null()).await;
     // Requests whose bodies are still arriving when SIGTERM comes.
     let body = fixture("create-annotated").to_string().into_bytes();
     let mut in_flight = Vec::new();
@@ -456,24 +483,36 @@ async fn sigterm_drains_requests_in_flight_and_exits_0() {
             }),
         );
         use futures_util::StreamExt as _;
-        let (client, url) = (client.clone(), format!("{base}/mutate"));
+        let (client, url) = (server.client.clone(), format!("{}/mutate", server.base));
         in_flight
             .push(tokio::spawn(async move { post(&client, &url, reqwest::Body::wrap_stream(stream)).await }));
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let pid = child.0.id().to_string();
-    assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    server.terminate();
     for request in in_flight {
         let (status, text) = request.await.unwrap();
         assert_eq!(status, 200, "{text}");
     }
-    let mut exit = None;
-    for _ in 0..100 {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            exit = Some(status);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(server.exit_code().await, Some(0), "the server exits 0 after draining");
+}
+
+#[tokio::test]
+async fn json_logs_carry_the_request_uid_on_every_line_about_a_request() {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut server = ServerProcess::start(&["--log-format", "json"], log.reopen().unwrap().into()).await;
+    for name in ["create-annotated", "create-invalid-storage"] {
+        let review = fixture(name);
+        let (status, _) = post(&server.client, &format!("{}/mutate", server.base), review.to_string()).await;
+        assert_eq!(status, 200);
     }
-    assert_eq!(exit.and_then(|s| s.code()), Some(0), "the server exits 0 after draining");
+    server.terminate();
+    assert_eq!(server.exit_code().await, Some(0));
+    let text = std::fs::read_to_string(log.path()).unwrap();
+    let lines: Vec<Value> =
+        text.lines().map(|line| serde_json::from_str(line).expect("every line is JSON")).collect();
+    let about_requests: Vec<&Value> = lines.iter().filter(|line| line["message"] == "answered").collect();
+    assert_eq!(about_requests.len(), 2, "{text}");
+    let uids: Vec<&str> = about_requests.iter().map(|line| line["span"]["uid"].as_str().unwrap()).collect();
+    assert_eq!(uids, ["705ab4f5-6393-11e8-b7cc-42010a800002", "705ab4f5-6393-11e8-b7cc-42010a800005"]);
+    assert_eq!(about_requests[1]["outcome"], "Denied");
 }

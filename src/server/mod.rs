@@ -121,7 +121,7 @@ async fn review(
             }
             Ok(request) => {
                 let span = tracing::info_span!("admission", uid = %request.uid, endpoint, operation = %request.operation,
-                    namespace = request.namespace.as_deref().unwrap_or(""), name = request.name.as_deref().unwrap_or(""),
+                    namespace = request.namespace.as_deref().unwrap_or(""), object = request.name.as_deref().unwrap_or(""),
                     dry_run = request.dry_run);
                 async {
                     match decide(&request) {
@@ -129,7 +129,7 @@ async fn review(
                             let outcome = answer.outcome();
                             match &answer.status {
                                 Some(status) => {
-                                    tracing::info!(?outcome, message = %status.message, "answered")
+                                    tracing::info!(?outcome, reason = %status.message, "answered")
                                 }
                                 None => tracing::info!(?outcome, "answered"),
                             }
