@@ -15,9 +15,10 @@ command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked"
 cargo build --release --quiet
 port=$((20000 + RANDOM % 20000))
 log=$(mktemp)
+tmp=$(mktemp -d)
 target/release/mysql-webhook serve --dev --no-controller --addr "127.0.0.1:$port" 2>"$log" &
 server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -f "$log"' EXIT
+trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$log" "$tmp"' EXIT
 for _ in $(seq 50); do
   curl -sf --cacert certs/dev/ca.crt "https://127.0.0.1:$port/readyz" >/dev/null && break
   sleep 0.1
@@ -29,8 +30,8 @@ run() { # name, rate (0 = unbounded), oha arguments...
   local rate_args=()
   [ "$rate" -gt 0 ] && rate_args=(-q "$rate")
   oha --no-tui --output-format json -z "${seconds}s" -c "$connections" "${rate_args[@]}" \
-    --cacert certs/dev/ca.crt "$@" > "/tmp/oha-$name.json"
-  python3 - "$name" "/tmp/oha-$name.json" <<'PY'
+    --cacert certs/dev/ca.crt "$@" > "$tmp/oha.json"
+  python3 - "$name" "$tmp/oha.json" <<'PY'
 import json, sys
 name, path = sys.argv[1], sys.argv[2]
 r = json.load(open(path))

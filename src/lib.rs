@@ -23,5 +23,5 @@ pub mod server;
 pub mod telemetry;
 pub mod yaml;
 
-pub use mutate::{MutateError, Mutation, Operation, mutate};
+pub use mutate::{MutateError, Mutation, Operation, mutate, mutate_statefulset};
 pub use plan::{Invalid, Plan, plan};

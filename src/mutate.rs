@@ -8,6 +8,7 @@
 
 use json_patch::Patch;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::consts::{ANNOTATION_STORAGE, VOLUME_DATA};
@@ -53,16 +54,28 @@ pub fn mutate(
     operation: Operation<'_>,
     namespace: Option<&str>,
 ) -> Result<Option<Mutation>, MutateError> {
-    let submitted = parse(object)?;
-    let Some(plan) = plan(&submitted, namespace)? else { return Ok(None) };
-    let mut expanded = expand(&submitted, &plan);
+    let old = match operation {
+        Operation::Update { old } => Some(parse(old)?),
+        Operation::Create => None,
+    };
+    mutate_statefulset(&parse(object)?, old.as_ref(), namespace)
+}
+
+/// [`mutate`] on objects already parsed (the webhook parses the review's object straight into
+/// a StatefulSet); `old` is the stored object of an update.
+pub fn mutate_statefulset(
+    submitted: &StatefulSet,
+    old: Option<&StatefulSet>,
+    namespace: Option<&str>,
+) -> Result<Option<Mutation>, MutateError> {
+    let Some(plan) = plan(submitted, namespace)? else { return Ok(None) };
+    let mut expanded = expand(submitted, &plan);
     let mut warnings = Vec::new();
-    if let Operation::Update { old } = operation {
-        let old = parse(old)?;
-        check_update(&old, &plan, &mut warnings)?;
-        keep_immutable_fields(&mut expanded, &submitted);
+    if let Some(old) = old {
+        check_update(old, &plan, &mut warnings)?;
+        keep_immutable_fields(&mut expanded, submitted);
     }
-    let before = serde_json::to_value(&submitted).map_err(MutateError::Malformed)?;
+    let before = serde_json::to_value(submitted).map_err(MutateError::Malformed)?;
     let after = serde_json::to_value(&expanded).map_err(MutateError::Malformed)?;
     let patch = json_patch::diff(&before, &after);
     if !patch.0.is_empty() {
@@ -72,7 +85,7 @@ pub fn mutate(
 }
 
 fn parse(object: &Value) -> Result<StatefulSet, MutateError> {
-    serde_json::from_value(object.clone()).map_err(MutateError::Malformed)
+    StatefulSet::deserialize(object).map_err(MutateError::Malformed)
 }
 
 /// An update can't add what only a create can: the claim template and the service name are

@@ -39,7 +39,11 @@ const TABLE: &str = "CREATE DATABASE IF NOT EXISTS shop; CREATE TABLE IF NOT EXI
 fn three_members_come_up_with_distinct_server_ids_and_only_the_primary_writable() {
     let cluster = cluster(3);
     for ordinal in 0..3 {
-        assert_eq!(cluster.sql(ordinal, "SELECT @@server_id"), (100 + ordinal).to_string(), "server-id = 100 + ordinal");
+        assert_eq!(
+            cluster.sql(ordinal, "SELECT @@server_id"),
+            (100 + ordinal).to_string(),
+            "server-id = 100 + ordinal"
+        );
         let read_only = if ordinal == 0 { "0" } else { "1" };
         assert_eq!(cluster.sql(ordinal, "SELECT @@read_only"), read_only, "member {ordinal}");
     }
@@ -50,7 +54,10 @@ fn three_members_come_up_with_distinct_server_ids_and_only_the_primary_writable(
     }
     // The sidecar is ready only once it serves clones, so no clone ever hits a closed port.
     for ordinal in 1..3 {
-        assert!(!cluster.log(ordinal, "clone-mysql").contains("(attempt 2)"), "member {ordinal} had to retry its clone");
+        assert!(
+            !cluster.log(ordinal, "clone-mysql").contains("(attempt 2)"),
+            "member {ordinal} had to retry its clone"
+        );
     }
     cluster.sql(0, TABLE);
     cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'primary')");
@@ -58,7 +65,8 @@ fn three_members_come_up_with_distinct_server_ids_and_only_the_primary_writable(
     // does not stop root, which has it: see the README's limits).
     cluster.wait_for(1, "SELECT COUNT(*) FROM shop.orders", "1");
     cluster.sql(1, "CREATE USER IF NOT EXISTS app@'%' IDENTIFIED BY 'app-pass'; GRANT INSERT, SELECT ON shop.* TO app@'%'");
-    let refused = cluster.sql_as(1, "app", "app-pass", "INSERT INTO shop.orders VALUES (2, 'replica')").unwrap_err();
+    let refused =
+        cluster.sql_as(1, "app", "app-pass", "INSERT INTO shop.orders VALUES (2, 'replica')").unwrap_err();
     assert!(refused.contains("--read-only"), "{refused}");
 }
 
@@ -84,7 +92,9 @@ fn replication_runs_as_the_replication_user_with_the_generated_password() {
     }
     let replication_password = cluster.manifests.secret_value("replication-password");
     assert_eq!(replication_password.len(), 32);
-    cluster.sql_as(0, "replication", &replication_password, "SELECT 1").expect("the replication account has the Secret's password");
+    cluster
+        .sql_as(0, "replication", &replication_password, "SELECT 1")
+        .expect("the replication account has the Secret's password");
     let root_password = cluster.manifests.secret_value("root-password");
     assert_ne!(root_password, replication_password);
     let empty = cluster.sql_as(0, "root", "", "SELECT 1").unwrap_err();
@@ -98,11 +108,18 @@ fn scaling_to_four_clones_from_a_replica_and_replicates() {
     cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'before')");
     cluster.wait_for(2, "SELECT COUNT(*) FROM shop.orders", "1");
     cluster.scale(4);
-    assert!(cluster.log(3, "clone-mysql").contains("cloning from db-2.db:3307"), "member 3 clones from member 2");
+    assert!(
+        cluster.log(3, "clone-mysql").contains("cloning from db-2.db:3307"),
+        "member 3 clones from member 2"
+    );
     cluster.wait_for(3, "SELECT item FROM shop.orders WHERE id = 1", "before");
     cluster.sql(0, "INSERT INTO shop.orders VALUES (2, 'after')");
     cluster.wait_for(3, "SELECT item FROM shop.orders WHERE id = 2", "after");
-    assert_eq!(cluster.replica_status(3)["Master_Host"], "db-0.db", "it replicates from the primary, not from its donor");
+    assert_eq!(
+        cluster.replica_status(3)["Master_Host"],
+        "db-0.db",
+        "it replicates from the primary, not from its donor"
+    );
     assert_eq!(cluster.sql(3, "SELECT @@server_id"), "103");
 }
 
@@ -118,7 +135,11 @@ fn restarting_member_1_does_not_clone_again_and_replication_resumes() {
     cluster.sql(0, "INSERT INTO shop.orders VALUES (2, 'while away')");
     cluster.start_pod(1);
     assert!(cluster.log(1, "clone-mysql").contains("data directory already initialised, nothing to clone"));
-    assert_eq!(cluster.log(1, "clone-mysql").matches("cloning from").count(), 1, "cloned once, at the first start");
+    assert_eq!(
+        cluster.log(1, "clone-mysql").matches("cloning from").count(),
+        1,
+        "cloned once, at the first start"
+    );
     cluster.wait_for(1, "SELECT item FROM shop.orders WHERE id = 2", "while away");
     cluster.sql(0, "INSERT INTO shop.orders VALUES (3, 'after')");
     cluster.wait_for(1, "SELECT item FROM shop.orders WHERE id = 3", "after");

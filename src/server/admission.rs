@@ -7,11 +7,13 @@
 //! - an allow, with the engine's JSON Patch and warnings for `/mutate`.
 
 use base64::Engine as _;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::metrics::Outcome;
-use crate::{MutateError, Operation, mutate};
+use crate::{MutateError, mutate_statefulset};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -43,8 +45,9 @@ pub struct Request {
     pub namespace: Option<String>,
     #[serde(default)]
     pub operation: String,
-    pub object: Option<Value>,
-    pub old_object: Option<Value>,
+    /// Kept raw: parsed straight into the type a handler needs, or not at all.
+    pub object: Option<Box<RawValue>>,
+    pub old_object: Option<Box<RawValue>>,
     #[serde(default)]
     pub dry_run: bool,
 }
@@ -152,17 +155,24 @@ pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
     if !request.is_statefulset_write() {
         return Ok(Response::allow(&request.uid));
     }
-    let object = request.object.as_ref().ok_or_else(|| Rejection("request.object is missing".into()))?;
-    let operation = match request.operation.as_str() {
-        "UPDATE" => Operation::Update {
-            old: request
-                .old_object
-                .as_ref()
-                .ok_or_else(|| Rejection("request.oldObject is missing".into()))?,
-        },
-        _ => Operation::Create,
+    let object = request.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
+    let old = match request.operation.as_str() {
+        "UPDATE" => Some(
+            request.old_object.as_deref().ok_or_else(|| Rejection("request.oldObject is missing".into()))?,
+        ),
+        _ => None,
     };
-    Ok(match mutate(object, operation, request.namespace.as_deref()) {
+    let parse = |raw: &RawValue, field: &str| {
+        serde_json::from_str::<StatefulSet>(raw.get())
+            .map_err(|e| format!("request.{field} is not a valid apps/v1 StatefulSet: {e}"))
+    };
+    let parsed = parse(object, "object")
+        .and_then(|object| Ok((object, old.map(|o| parse(o, "oldObject")).transpose()?)));
+    let (object, old) = match parsed {
+        Ok(parsed) => parsed,
+        Err(message) => return Ok(Response::deny(&request.uid, 400, message)),
+    };
+    Ok(match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Response::allow(&request.uid),
         Ok(Some(mutation)) => {
             let mut response = Response::allow(&request.uid);

@@ -43,8 +43,22 @@ pub fn require_environment() {
         "0",
         "the end-to-end test needs root (network namespaces, mounts); run it as root, as CI does"
     );
-    for tool in ["ip", "unshare", "nsenter", "mariadbd", "mariadb", "mariadb-admin", "mariadb-backup", "mbstream", "socat", "mariadb-install-db"] {
-        let found = Command::new("sh").args(["-c", &format!("command -v {tool}")]).output().is_ok_and(|o| o.status.success());
+    for tool in [
+        "ip",
+        "unshare",
+        "nsenter",
+        "mariadbd",
+        "mariadb",
+        "mariadb-admin",
+        "mariadb-backup",
+        "mbstream",
+        "socat",
+        "mariadb-install-db",
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
         assert!(
             found,
             "{tool} is missing; install the test's packages: apt-get install -y mariadb-server mariadb-backup mariadb-client socat iproute2 util-linux (or run .ci/run)"
@@ -74,8 +88,15 @@ impl Manifests {
             })
             .unwrap();
         assert!(output.status.success(), "mutate failed: {}", String::from_utf8_lossy(&output.stderr));
-        let documents = mysql_webhook::manifests::read_documents(&String::from_utf8(output.stdout).unwrap()).unwrap();
-        let find = |kind: &str| documents.iter().find(|d| d["kind"] == kind).unwrap_or_else(|| panic!("no {kind} emitted")).clone();
+        let documents =
+            mysql_webhook::manifests::read_documents(&String::from_utf8(output.stdout).unwrap()).unwrap();
+        let find = |kind: &str| {
+            documents
+                .iter()
+                .find(|d| d["kind"] == kind)
+                .unwrap_or_else(|| panic!("no {kind} emitted"))
+                .clone()
+        };
         Manifests {
             statefulset: serde_json::from_value(find("StatefulSet")).unwrap(),
             config_map: serde_json::from_value(find("ConfigMap")).unwrap(),
@@ -125,11 +146,13 @@ static NEXT_CLUSTER: AtomicU32 = AtomicU32::new(0);
 
 impl Cluster {
     pub fn new(manifests: Manifests) -> Cluster {
-        let prefix = format!("mwe{}-{}", std::process::id() % 100_000, NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed));
+        let prefix =
+            format!("mwe{}-{}", std::process::id() % 100_000, NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed));
         let dir = tempfile::Builder::new().prefix("mysql-webhook-e2e-").tempdir().unwrap();
         let switch = format!("{prefix}-sw");
         run(&["ip", "netns", "add", &switch]);
-        let cluster = Cluster { manifests, prefix, dir, pods: BTreeMap::new(), namespaces: vec![switch.clone()] };
+        let cluster =
+            Cluster { manifests, prefix, dir, pods: BTreeMap::new(), namespaces: vec![switch.clone()] };
         run(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"]);
         run(&["ip", "-n", &switch, "link", "set", "br0", "up"]);
         fs::write(cluster.dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
@@ -176,9 +199,21 @@ impl Cluster {
         run(&["ip", "netns", "add", &namespace]);
         self.namespaces.push(namespace.clone());
         let port = format!("vp{ordinal}");
-        run(&["ip", "-n", switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &namespace]);
+        run(&[
+            "ip", "-n", switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
+            &namespace,
+        ]);
         run(&["ip", "-n", switch, "link", "set", &port, "master", "br0", "up"]);
-        run(&["ip", "-n", &namespace, "addr", "add", &format!("{}/24", Cluster::address(ordinal)), "dev", "eth0"]);
+        run(&[
+            "ip",
+            "-n",
+            &namespace,
+            "addr",
+            "add",
+            &format!("{}/24", Cluster::address(ordinal)),
+            "dev",
+            "eth0",
+        ]);
         run(&["ip", "-n", &namespace, "link", "set", "eth0", "up"]);
         run(&["ip", "-n", &namespace, "link", "set", "lo", "up"]);
     }
@@ -236,7 +271,11 @@ impl Cluster {
             let path = pod_dir.join("volumes").join(&volume.name);
             fs::create_dir_all(&path).unwrap();
             if let Some(source) = &volume.config_map {
-                assert_eq!(source.name, self.manifests.config_map.metadata.name.clone().unwrap(), "unknown ConfigMap");
+                assert_eq!(
+                    source.name,
+                    self.manifests.config_map.metadata.name.clone().unwrap(),
+                    "unknown ConfigMap"
+                );
                 for (key, value) in self.manifests.config_map.data.iter().flatten() {
                     fs::write(path.join(key), value).unwrap();
                 }
@@ -267,7 +306,11 @@ impl Cluster {
                 (Some(value), _) => value.clone(),
                 (None, Some(from)) => {
                     let key = from.secret_key_ref.as_ref().expect("only secretKeyRef is supported");
-                    assert_eq!(Some(key.name.as_str()), self.manifests.secret.metadata.name.as_deref(), "unknown Secret");
+                    assert_eq!(
+                        Some(key.name.as_str()),
+                        self.manifests.secret.metadata.name.as_deref(),
+                        "unknown Secret"
+                    );
                     self.manifests.secret_value(&key.key)
                 }
                 (None, None) => String::new(),
@@ -285,7 +328,9 @@ impl Cluster {
             .iter()
             .find(|(prefix, ..)| image.starts_with(prefix))
             .unwrap_or_else(|| panic!("image {image} is not in the runner's image table"));
-        let resolve = |part: &str| if part.starts_with("tests/") { repo(part).display().to_string() } else { part.to_owned() };
+        let resolve = |part: &str| {
+            if part.starts_with("tests/") { repo(part).display().to_string() } else { part.to_owned() }
+        };
         match (&container.command, &container.args) {
             (Some(command), args) => command.iter().chain(args.iter().flatten()).cloned().collect(),
             (None, Some(args)) => entrypoint.iter().map(|p| resolve(p)).chain(args.iter().cloned()).collect(),
@@ -295,7 +340,12 @@ impl Cluster {
 
     /// The command that makes a container: the pod's network namespace, then new UTS, mount
     /// and PID namespaces with the hostname, mounts and the container's command as PID 1.
-    fn container_command(&self, ordinal: u32, container: &Container, volumes: &BTreeMap<String, (PathBuf, bool)>) -> Command {
+    fn container_command(
+        &self,
+        ordinal: u32,
+        container: &Container,
+        volumes: &BTreeMap<String, (PathBuf, bool)>,
+    ) -> Command {
         let mut setup = format!(
             "set -e\nhostname {pod}\nmount --make-rprivate /\nmount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /mnt\n\
              mount --bind {hosts} /etc/hosts\nmount --bind {resolv} /etc/resolv.conf\nmount --bind {mycnf} /etc/mysql/my.cnf\n",
@@ -305,7 +355,8 @@ impl Cluster {
             mycnf = repo("tests/e2e/image/my.cnf").display(),
         );
         for mount in container.volume_mounts.iter().flatten() {
-            let (source, read_only) = volumes.get(&mount.name).unwrap_or_else(|| panic!("no volume {}", mount.name));
+            let (source, read_only) =
+                volumes.get(&mount.name).unwrap_or_else(|| panic!("no volume {}", mount.name));
             let source = match &mount.sub_path {
                 Some(sub) => {
                     let path = source.join(sub);
@@ -314,7 +365,11 @@ impl Cluster {
                 }
                 None => source.clone(),
             };
-            setup.push_str(&format!("mkdir -p '{0}'\nmount --bind '{1}' '{0}'\n", mount.mount_path, source.display()));
+            setup.push_str(&format!(
+                "mkdir -p '{0}'\nmount --bind '{1}' '{0}'\n",
+                mount.mount_path,
+                source.display()
+            ));
             if *read_only || mount.read_only == Some(true) {
                 setup.push_str(&format!("mount -o remount,bind,ro '{}'\n", mount.mount_path));
             }
@@ -324,7 +379,17 @@ impl Cluster {
         setup.push_str("mount -t tmpfs tmpfs /tmp\nexec \"$@\"\n");
         let mut command = Command::new("ip");
         command
-            .args(["netns", "exec", &self.namespace(ordinal), "unshare", "--uts", "--mount", "--pid", "--fork", "--mount-proc"])
+            .args([
+                "netns",
+                "exec",
+                &self.namespace(ordinal),
+                "unshare",
+                "--uts",
+                "--mount",
+                "--pid",
+                "--fork",
+                "--mount-proc",
+            ])
             .args(["bash", "-c", &setup, "container"])
             .args(Cluster::argv(container))
             .env_clear()
@@ -361,9 +426,18 @@ impl Cluster {
     }
 
     /// Runs an init container to completion; retried like the kubelet does, with a short back-off.
-    fn run_init_container(&self, ordinal: u32, container: &Container, volumes: &BTreeMap<String, (PathBuf, bool)>) {
+    fn run_init_container(
+        &self,
+        ordinal: u32,
+        container: &Container,
+        volumes: &BTreeMap<String, (PathBuf, bool)>,
+    ) {
         for attempt in 1..=3 {
-            let log = fs::OpenOptions::new().create(true).append(true).open(self.log_file(ordinal, &container.name)).unwrap();
+            let log = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.log_file(ordinal, &container.name))
+                .unwrap();
             let status = self
                 .container_command(ordinal, container, volumes)
                 .stdout(log.try_clone().unwrap())
@@ -385,8 +459,14 @@ impl Cluster {
         }
     }
 
-    fn supervise(&self, ordinal: u32, container: &Container, volumes: &BTreeMap<String, (PathBuf, bool)>) -> Supervisor {
-        let (stop, pid1, restarts) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    fn supervise(
+        &self,
+        ordinal: u32,
+        container: &Container,
+        volumes: &BTreeMap<String, (PathBuf, bool)>,
+    ) -> Supervisor {
+        let (stop, pid1, restarts) =
+            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
         let log_path = self.log_file(ordinal, &container.name);
         let command = Arc::new(Mutex::new(self.container_command(ordinal, container, volumes)));
         let thread = {
@@ -394,7 +474,8 @@ impl Cluster {
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Acquire) {
                     let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-                    let mut child = command.lock().unwrap().stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+                    let mut child =
+                        command.lock().unwrap().stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
                     // unshare --fork: the container's PID 1 is unshare's only child.
                     for _ in 0..100 {
                         if let Some(pid) = first_child(child.id()) {
@@ -431,7 +512,10 @@ impl Cluster {
             loop {
                 let pid = supervisor.pid1.load(Ordering::Acquire);
                 let ready = pid != 0
-                    && supervisor.readiness.as_ref().is_none_or(|probe| probe_passes(pid, probe, &supervisor.env));
+                    && supervisor
+                        .readiness
+                        .as_ref()
+                        .is_none_or(|probe| probe_passes(pid, probe, &supervisor.env));
                 if ready {
                     break;
                 }
@@ -460,7 +544,17 @@ impl Cluster {
 
     fn client(&self, ordinal: u32, user: &str, password: &str, args: &[&str]) -> Result<String, String> {
         let output = Command::new("ip")
-            .args(["netns", "exec", &self.namespace(ordinal), "mariadb", "-h", "127.0.0.1", "-u", user, "--batch"])
+            .args([
+                "netns",
+                "exec",
+                &self.namespace(ordinal),
+                "mariadb",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                user,
+                "--batch",
+            ])
             .args(args)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
@@ -477,7 +571,8 @@ impl Cluster {
     /// SQL as root with the Secret's password.
     pub fn sql(&self, ordinal: u32, sql: &str) -> String {
         let password = self.manifests.secret_value("root-password");
-        self.sql_as(ordinal, "root", &password, sql).unwrap_or_else(|e| panic!("SQL on member {ordinal} failed: {e}\n{sql}"))
+        self.sql_as(ordinal, "root", &password, sql)
+            .unwrap_or_else(|e| panic!("SQL on member {ordinal} failed: {e}\n{sql}"))
     }
 
     /// Polls `sql` on member `ordinal` until it returns `expected`.
@@ -567,7 +662,9 @@ fn probe_passes(pid: u32, probe: &Probe, env: &[(String, String)]) -> bool {
         panic!("probe kind not supported: {probe:?}");
     }
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64 + 2);
-    let Ok(mut child) = command.env_clear().envs(env.iter().cloned()).stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
+    let Ok(mut child) =
+        command.env_clear().envs(env.iter().cloned()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
+    else {
         return false;
     };
     let deadline = Instant::now() + timeout;
@@ -586,5 +683,10 @@ fn probe_passes(pid: u32, probe: &Probe, env: &[(String, String)]) -> bool {
 
 fn run(args: &[&str]) {
     let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
-    assert!(output.status.success(), "{} failed: {}", args.join(" "), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{} failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
