@@ -11,6 +11,7 @@ pub mod certs;
 pub mod cli;
 pub mod companions;
 pub mod consts;
+pub mod controller;
 pub mod expand;
 pub mod flavor;
 pub mod manifests;

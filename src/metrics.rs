@@ -1,5 +1,6 @@
 //! Prometheus metrics of the webhook (`GET /metrics`, OpenMetrics text): requests by endpoint and
-//! outcome, latency, requests in flight, certificate reloads and expiry, build info. One
+//! outcome, latency, requests in flight, certificate reloads and expiry, controller reconciles,
+//! failures and duration, build info. One
 //! [`Metrics`] per process, shared by the handlers and the certificate reloader.
 
 use std::time::Instant;
@@ -28,6 +29,11 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -52,6 +58,9 @@ pub struct Metrics {
     pub in_flight: Gauge,
     certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
+    reconciles: Counter,
+    reconcile_failures: Family<ReasonLabels, Counter>,
+    reconcile_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -95,7 +104,31 @@ impl Metrics {
         let build = Family::<BuildLabels, Gauge>::default();
         build.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
         registry.register("build_info", "Version of the running binary", build);
-        Metrics { registry, requests, latency, in_flight, certificate_reloads, certificate_expiry }
+        let reconciles = Counter::default();
+        registry.register("controller_reconciles", "Reconciles of managed StatefulSets", reconciles.clone());
+        let reconcile_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "controller_reconcile_failures",
+            "Failed reconciles by reason",
+            reconcile_failures.clone(),
+        );
+        let reconcile_duration = Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]);
+        registry.register(
+            "controller_reconcile_duration_seconds",
+            "Time to reconcile a StatefulSet",
+            reconcile_duration.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            in_flight,
+            certificate_reloads,
+            certificate_expiry,
+            reconciles,
+            reconcile_failures,
+            reconcile_duration,
+        }
     }
 
     pub fn record_request(&self, endpoint: &'static str, outcome: Outcome, started: Instant) {
@@ -106,6 +139,15 @@ impl Metrics {
     pub fn record_certificate_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.certificate_reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// One reconcile, and its failure reason if it failed.
+    pub fn record_reconcile(&self, started: Instant, failure: Option<&'static str>) {
+        self.reconciles.inc();
+        self.reconcile_duration.observe(started.elapsed().as_secs_f64());
+        if let Some(reason) = failure {
+            self.reconcile_failures.get_or_create(&ReasonLabels { reason }).inc();
+        }
     }
 
     /// The OpenMetrics text exposition.

@@ -294,15 +294,30 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         }
         None => tracing::info!("no policies are loaded yet: /validate allows everything"),
     }
-    if config.controller {
-        tracing::info!("the companion controller is not built yet: the webhook runs alone");
-    }
     let (listener, local) =
         bind(config.addr).await.map_err(|source| ServeError::Bind { addr: config.addr, source })?;
     spawn_reloader(certificates.clone(), metrics.clone());
+    // One signal stops both the server and the controller.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let controller = match config.controller {
+        false => None,
+        true => crate::controller::connect().await.map(|client| {
+            tokio::spawn(crate::controller::run(client, metrics.clone(), until_stopped(stopped.clone())))
+        }),
+    };
     let state = AppState { metrics, ready: Arc::new(AtomicBool::new(true)) };
     tracing::info!(addr = %local, cert = %cert.display(), "serving the admission webhook");
-    serve(listener, certificates, router(state), shutdown_signal()).await;
+    serve(listener, certificates, router(state), until_stopped(stopped)).await;
+    if let Some(controller) = controller {
+        let _ = controller.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

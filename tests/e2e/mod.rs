@@ -26,7 +26,7 @@ use serde_json::Value;
 
 /// How images are run here: the image's entrypoint and command, as host programs.
 const IMAGES: [(&str, &[&str], &[&str]); 1] =
-    [("mariadb:", &["tests/e2e/image/docker-entrypoint.sh"], &["mariadbd"])];
+    [("mariadb:", &["/run/e2e-image/docker-entrypoint.sh"], &["mariadbd"])];
 
 /// Grace period of a pod deletion before SIGKILL (terminationGracePeriodSeconds, shortened).
 pub const GRACE: Duration = Duration::from_secs(10);
@@ -348,7 +348,9 @@ impl Cluster {
     ) -> Command {
         let mut setup = format!(
             "set -e\nhostname {pod}\nmount --make-rprivate /\nmount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /mnt\n\
+             mkdir /run/e2e-image\nmount --bind {image} /run/e2e-image\n\
              mount --bind {hosts} /etc/hosts\nmount --bind {resolv} /etc/resolv.conf\nmount --bind {mycnf} /etc/mysql/my.cnf\n",
+            image = repo("tests/e2e/image").display(),
             pod = self.pod_name(ordinal),
             hosts = self.dir.path().join("hosts").display(),
             resolv = self.dir.path().join("resolv.conf").display(),
@@ -375,7 +377,8 @@ impl Cluster {
             }
         }
         // Each container has its own /tmp, as in Kubernetes (servers name temporary files by PID,
-        // and PIDs repeat across PID namespaces). Last, because the volumes' sources may be in /tmp.
+        // and PIDs repeat across PID namespaces). Last, because the volumes' sources, and the
+        // image stand-in (bound at /run/e2e-image), may live under /tmp.
         setup.push_str("mount -t tmpfs tmpfs /tmp\nexec \"$@\"\n");
         let mut command = Command::new("ip");
         command

@@ -1,0 +1,271 @@
+//! The companion controller against a mocked API server (tower-test, as in kube-rs's
+//! controller-rs): every call the reconciler makes is recorded (method, path and query, body)
+//! and answered by the scenario, then asserted.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response};
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use mysql_webhook::controller::{self, Context};
+use mysql_webhook::metrics::Metrics;
+use serde_json::{Value, json};
+
+/// One call the reconciler made.
+#[derive(Debug, Clone)]
+struct Call {
+    method: String,
+    uri: String,
+    body: Value,
+}
+
+/// How the mocked API server answers a call: (status, body).
+type Answer = Box<dyn Fn(&Call) -> (u16, Value) + Send + Sync>;
+
+/// Answers like an API server that has nothing yet: applies and creates echo the object, GETs
+/// are 404s, events are accepted.
+fn empty_cluster() -> Answer {
+    Box::new(|call: &Call| match call.method.as_str() {
+        "GET" => (404, not_found()),
+        "POST" => (201, call.body.clone()),
+        _ => (200, call.body.clone()),
+    })
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn status(code: u16) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "message": format!("mocked {code}")})
+}
+
+/// Runs one reconcile of `sts` against the mock; returns its result, every call, and the metrics.
+async fn reconcile(
+    sts: Value,
+    answer: Answer,
+) -> (Result<Action, controller::Error>, Vec<Call>, Arc<Metrics>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let calls = Arc::new(Mutex::new(Vec::new()));
+    let recorded = calls.clone();
+    let server = tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let call = Call {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let (code, body) = answer(&call);
+            recorded.lock().unwrap().push(call);
+            send.send_response(
+                Response::builder()
+                    .status(code)
+                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let metrics = Arc::new(Metrics::new());
+    let context = Arc::new(Context::new(Client::new(service, "default"), metrics.clone()));
+    let sts: Arc<StatefulSet> = Arc::new(serde_json::from_value(sts).unwrap());
+    let result = tokio::time::timeout(Duration::from_secs(5), controller::reconcile(sts, context))
+        .await
+        .expect("the reconcile finishes");
+    // Dropping the client closes the mock, which ends the server task.
+    server.abort();
+    let calls = calls.lock().unwrap().clone();
+    (result, calls, metrics)
+}
+
+/// A StatefulSet as stored after the webhook expanded it.
+fn managed_statefulset() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {
+            "name": "orders-db", "namespace": "shop", "uid": "8b3ad3c1-2f0e-4c9e-9b7a-3f4a1f2c5d6e",
+            "annotations": {"mysql-webhook.io/replicated": "true"},
+            "labels": {"mysql-webhook.io/managed": "true"}
+        },
+        "spec": {
+            "replicas": 3, "serviceName": "orders-hl",
+            "selector": {"matchLabels": {"app": "orders-db"}},
+            "template": {
+                "metadata": {"labels": {"app": "orders-db"}},
+                "spec": {"containers": [{"name": "mysql", "image": "mysql:8.4"}]}
+            }
+        }
+    })
+}
+
+fn writes(calls: &[Call]) -> Vec<(&str, &str)> {
+    calls
+        .iter()
+        .filter(|c| c.method != "GET" && !c.uri.contains("/events"))
+        .map(|c| (c.method.as_str(), c.uri.split('?').next().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn creates_every_companion_with_an_owner_reference_and_the_field_manager() {
+    let (result, calls, metrics) = reconcile(managed_statefulset(), empty_cluster()).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
+    assert_eq!(
+        writes(&calls),
+        [
+            ("PATCH", "/api/v1/namespaces/shop/configmaps/orders-db"),
+            ("PATCH", "/api/v1/namespaces/shop/services/orders-hl"),
+            ("PATCH", "/api/v1/namespaces/shop/services/orders-db-read"),
+            ("PATCH", "/apis/policy/v1/namespaces/shop/poddisruptionbudgets/orders-db"),
+            ("POST", "/api/v1/namespaces/shop/secrets"),
+        ]
+    );
+    for call in calls.iter().filter(|c| c.method == "PATCH") {
+        assert!(
+            call.uri.contains("fieldManager=mysql-webhook.io") && call.uri.contains("force=true"),
+            "{}",
+            call.uri
+        );
+        assert!(call.body["apiVersion"].is_string(), "a full object is applied");
+    }
+    for call in calls.iter().filter(|c| c.method != "GET" && !c.uri.contains("/events")) {
+        assert_eq!(
+            call.body["metadata"]["ownerReferences"],
+            // No blockOwnerDeletion: it would need update on statefulsets/finalizers, beyond least privilege.
+            json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "orders-db",
+                "uid": "8b3ad3c1-2f0e-4c9e-9b7a-3f4a1f2c5d6e", "controller": true}]),
+            "{}",
+            call.uri
+        );
+    }
+    let secret = &calls.iter().find(|c| c.uri.starts_with("/api/v1/namespaces/shop/secrets?")).unwrap().body;
+    assert_eq!(secret["metadata"]["name"], "orders-db-credentials");
+    let keys: Vec<&String> = secret["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["replication-password", "root-password"]);
+    let event = calls.iter().find(|c| c.uri.contains("/events")).expect("an event");
+    assert_eq!(event.body["reason"], "CredentialsCreated");
+    assert_eq!(event.body["type"], "Normal");
+    assert!(metrics.encode().contains("mysql_webhook_controller_reconciles_total 1"));
+}
+
+#[tokio::test]
+async fn an_existing_secret_is_never_touched() {
+    let answer: Answer = Box::new(|call: &Call| match (call.method.as_str(), call.uri.as_str()) {
+        ("GET", uri) if uri.starts_with("/api/v1/namespaces/shop/secrets/orders-db-credentials") => (
+            200,
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "orders-db-credentials", "namespace": "shop"},
+                "data": {"root-password": "c2VjcmV0", "replication-password": "cmVwbA=="}}),
+        ),
+        _ => (200, call.body.clone()),
+    });
+    let (result, calls, _) = reconcile(managed_statefulset(), answer).await;
+    assert!(result.is_ok());
+    let on_secrets: Vec<&Call> = calls.iter().filter(|c| c.uri.contains("/secrets")).collect();
+    assert_eq!(on_secrets.len(), 1, "only read: {on_secrets:?}");
+    assert_eq!(on_secrets[0].method, "GET");
+}
+
+#[tokio::test]
+async fn a_secret_created_meanwhile_by_another_replica_is_success() {
+    let answer: Answer = Box::new(|call: &Call| match call.method.as_str() {
+        "GET" => (404, not_found()),
+        "POST" if call.uri.contains("/secrets") => (409, status(409)),
+        "POST" => (201, call.body.clone()),
+        _ => (200, call.body.clone()),
+    });
+    let (result, _, _) = reconcile(managed_statefulset(), answer).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn a_server_error_is_transient_and_retried_soon() {
+    let answer: Answer = Box::new(|call: &Call| match call.method.as_str() {
+        "PATCH" => (500, status(500)),
+        "POST" => (201, call.body.clone()),
+        _ => (404, not_found()),
+    });
+    let (result, calls, metrics) = reconcile(managed_statefulset(), answer).await;
+    let error = result.unwrap_err();
+    assert!(error.is_transient());
+    assert_eq!(error.metric_label(), "apply");
+    assert!(error.to_string().starts_with("cannot apply ConfigMap orders-db: "), "{error}");
+    let sts = Arc::new(serde_json::from_value::<StatefulSet>(managed_statefulset()).unwrap());
+    let context = Arc::new(Context::new(
+        Client::new(tower_test::mock::pair::<Request<Body>, Response<Body>>().0, "default"),
+        metrics.clone(),
+    ));
+    assert_eq!(controller::error_policy(sts, &error, context), Action::requeue(Duration::from_secs(15)));
+    let event = calls.iter().find(|c| c.uri.contains("/events")).expect("a Warning event");
+    assert_eq!(
+        (event.body["type"].as_str(), event.body["reason"].as_str()),
+        (Some("Warning"), Some("ReconcileRetrying"))
+    );
+    assert!(
+        metrics.encode().contains("mysql_webhook_controller_reconcile_failures_total{reason=\"apply\"} 1")
+    );
+    assert_eq!(
+        writes(&calls),
+        [("PATCH", "/api/v1/namespaces/shop/configmaps/orders-db")],
+        "stops at the first failure"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_is_transient_and_a_forbidden_is_permanent() {
+    for (code, transient) in [(409, true), (429, true), (503, true), (403, false), (422, false)] {
+        let answer: Answer = Box::new(move |call: &Call| match call.method.as_str() {
+            "PATCH" => (code, status(code)),
+            _ => (201, call.body.clone()),
+        });
+        let (result, _, metrics) = reconcile(managed_statefulset(), answer).await;
+        let error = result.unwrap_err();
+        assert_eq!(error.is_transient(), transient, "{code}");
+        let sts = Arc::new(serde_json::from_value::<StatefulSet>(managed_statefulset()).unwrap());
+        let context = Arc::new(Context::new(
+            Client::new(tower_test::mock::pair::<Request<Body>, Response<Body>>().0, "default"),
+            metrics,
+        ));
+        let expected =
+            if transient { Action::requeue(Duration::from_secs(15)) } else { Action::await_change() };
+        assert_eq!(controller::error_policy(sts, &error, context), expected, "{code}");
+    }
+}
+
+#[tokio::test]
+async fn invalid_annotations_are_reported_once_and_wait_for_a_change() {
+    let mut sts = managed_statefulset();
+    sts["metadata"]["annotations"]["mysql-webhook.io/storage"] = json!("lots");
+    let (result, calls, _) = reconcile(sts, empty_cluster()).await;
+    let error = result.unwrap_err();
+    assert!(!error.is_transient());
+    assert_eq!(writes(&calls), Vec::<(&str, &str)>::new(), "nothing applied");
+    let event = calls.iter().find(|c| c.uri.contains("/events")).expect("a Warning event");
+    assert_eq!(event.body["reason"], "ReconcileFailed");
+    assert!(event.body["note"].as_str().unwrap().contains("annotation mysql-webhook.io/storage: \"lots\""));
+}
+
+#[tokio::test]
+async fn a_statefulset_that_lost_its_annotation_gets_nothing_new() {
+    let mut sts = managed_statefulset();
+    sts["metadata"]["annotations"] = json!({});
+    let (result, calls, _) = reconcile(sts, empty_cluster()).await;
+    assert_eq!(result.unwrap(), Action::await_change());
+    assert!(calls.is_empty(), "no call at all: {calls:?}");
+}
+
+#[tokio::test]
+async fn applying_the_same_state_twice_sends_the_same_requests() {
+    // Two webhook replicas reconciling at once send identical server-side applies with one
+    // field manager: the second is a no-op for the API server, not a fight.
+    let (_, first, _) = reconcile(managed_statefulset(), empty_cluster()).await;
+    let (_, second, _) = reconcile(managed_statefulset(), empty_cluster()).await;
+    let applies = |calls: &[Call]| -> Vec<(String, Value)> {
+        calls.iter().filter(|c| c.method == "PATCH").map(|c| (c.uri.clone(), c.body.clone())).collect()
+    };
+    assert_eq!(applies(&first), applies(&second));
+}
