@@ -2,7 +2,9 @@
 //! server-side applies the ConfigMap, the headless and read Services and the
 //! PodDisruptionBudget the expansion needs (pure builders in `companions`), each with a
 //! controller ownerReference so garbage collection deletes them with the StatefulSet, and
-//! creates the credentials Secret when it is missing (never overwritten, never logged).
+//! creates the credentials Secret when it is missing (never read, overwritten or logged). Secrets
+//! are not watched (that would need list on every Secret in the cluster): a deleted one comes
+//! back at the next periodic resync.
 //!
 //! Several webhook replicas may reconcile the same StatefulSet at once: server-side apply of the
 //! same desired state with one field manager is idempotent, and a Secret created concurrently
@@ -43,7 +45,7 @@ pub enum Error {
     NotStored,
     #[error("cannot apply {kind} {name}: {source}")]
     Apply { kind: &'static str, name: String, source: kube::Error },
-    #[error("cannot read or create Secret {name}: {source}")]
+    #[error("cannot create Secret {name}: {source}")]
     Secret { name: String, source: kube::Error },
 }
 
@@ -130,8 +132,7 @@ pub async fn run(
     Controller::new(Api::<StatefulSet>::all(client.clone()), managed)
         .owns(Api::<ConfigMap>::all(client.clone()), companions.clone())
         .owns(Api::<Service>::all(client.clone()), companions.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions.clone())
-        .owns(Api::<Secret>::all(client), companions)
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -180,25 +181,23 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     apply(client, &namespace, &owner, companions.read_service).await?;
     apply(client, &namespace, &owner, companions.pod_disruption_budget).await?;
 
+    // Create-only, and an existing Secret is a 409: the controller needs no permission to read
+    // Secrets, and an existing password is never read, overwritten or logged.
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
-    let secret_error = |source| Error::Secret { name: plan.secret.clone(), source };
-    if secrets.get_opt(&plan.secret).await.map_err(secret_error)?.is_none() {
-        let mut secret = credentials_secret(&plan, &Credentials::generate());
-        secret.metadata.owner_references = Some(vec![owner.clone()]);
-        match secrets
-            .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &secret)
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(secret = %plan.secret, %namespace, "credentials Secret created");
-                let note =
-                    format!("Secret {} created with generated root and replication passwords", plan.secret);
-                publish(context, sts, normal("CredentialsCreated", note)).await;
-            }
-            // Another replica created it between our read and our create: it exists, as wanted.
-            Err(kube::Error::Api(status)) if status.code == 409 => {}
-            Err(source) => return Err(secret_error(source)),
+    let mut secret = credentials_secret(&plan, &Credentials::generate());
+    secret.metadata.owner_references = Some(vec![owner]);
+    match secrets
+        .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &secret)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(secret = %plan.secret, %namespace, "credentials Secret created");
+            let note =
+                format!("Secret {} created with generated root and replication passwords", plan.secret);
+            publish(context, sts, normal("CredentialsCreated", note)).await;
         }
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(source) => return Err(Error::Secret { name: plan.secret.clone(), source }),
     }
     Ok(Action::requeue(RESYNC_AFTER))
 }
