@@ -1,0 +1,125 @@
+//! `deploy/` renders with `kubectl kustomize` (base and both overlays), every rendered core
+//! object passes `kubernetes-validate --strict`, and the webhook configurations keep the
+//! properties the README promises. cert-manager's Issuer and Certificate are custom resources
+//! the validator has no schema for: they are checked for presence only.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+fn kustomize(dir: &Path) -> Vec<Value> {
+    let output = Command::new("kubectl").arg("kustomize").arg(dir).output().expect(
+        "kubectl is not installed; install it (Debian: apt-get install kubernetes-client, or .ci/run)",
+    );
+    assert!(output.status.success(), "kubectl kustomize {}: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
+    common::documents(&String::from_utf8(output.stdout).unwrap())
+}
+
+/// A copy of deploy/ with self-signed certificates made by `mysql-webhook certs`, as the README
+/// tells users to do.
+fn rendered_overlays() -> (tempfile::TempDir, Vec<(&'static str, Vec<Value>)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = Command::new("cp").arg("-r").arg(common::repo_path("deploy")).arg(dir.path()).status().unwrap();
+    assert!(copy.success());
+    let deploy = dir.path().join("deploy");
+    let certs = deploy.join("overlays/self-signed/certs");
+    let made = common::run_cli(&["certs", "--service", "mysql-webhook", "--namespace", "mysql-webhook", "--out", certs.to_str().unwrap()], "");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let rendered = vec![
+        ("base", kustomize(&deploy.join("base"))),
+        ("self-signed", kustomize(&deploy.join("overlays/self-signed"))),
+        ("cert-manager", kustomize(&deploy.join("overlays/cert-manager"))),
+    ];
+    (dir, rendered)
+}
+
+#[test]
+fn every_overlay_renders_and_its_core_objects_pass_strict_validation() {
+    let (dir, rendered) = rendered_overlays();
+    let mut files = Vec::new();
+    for (name, documents) in &rendered {
+        for (index, document) in documents.iter().enumerate() {
+            if document["apiVersion"].as_str().is_some_and(|v| v.starts_with("cert-manager.io/")) {
+                continue;
+            }
+            let path = dir.path().join(format!("{name}-{index}.yaml"));
+            std::fs::write(&path, mysql_webhook::yaml::to_string(document)).unwrap();
+            files.push(path);
+        }
+    }
+    let output = Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", "1.33.0"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate is not installed; run pip install kubernetes-validate (or .ci/run)");
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+
+    let kinds = |documents: &[Value]| -> Vec<String> {
+        let mut kinds: Vec<String> = documents.iter().map(|d| d["kind"].as_str().unwrap().to_owned()).collect();
+        kinds.sort();
+        kinds
+    };
+    let (_, cert_manager) = &rendered[2];
+    assert_eq!(kinds(cert_manager).iter().filter(|k| *k == "Certificate").count(), 2);
+    assert_eq!(kinds(cert_manager).iter().filter(|k| *k == "Issuer").count(), 2);
+}
+
+#[test]
+fn the_webhook_configurations_are_safe_for_a_production_cluster() {
+    let (dir, rendered) = rendered_overlays();
+    let ca = std::fs::read(dir.path().join("deploy/overlays/self-signed/certs/ca.crt")).unwrap();
+    for (name, documents) in &rendered {
+        for configuration in documents.iter().filter(|d| d["kind"].as_str().unwrap().ends_with("WebhookConfiguration")) {
+            for webhook in configuration["webhooks"].as_array().unwrap() {
+                let label = format!("{name} {}", webhook["name"]);
+                assert_eq!(webhook["admissionReviewVersions"], serde_json::json!(["v1"]), "{label}");
+                assert_eq!(webhook["sideEffects"], "None", "{label}");
+                assert!(webhook["timeoutSeconds"].as_i64().unwrap() <= 5, "{label}");
+                let excluded = &webhook["namespaceSelector"]["matchExpressions"][0];
+                assert_eq!(excluded["operator"], "NotIn", "{label}");
+                assert_eq!(excluded["values"], serde_json::json!(["kube-system", "mysql-webhook"]), "{label}");
+                if configuration["kind"] == "MutatingWebhookConfiguration" {
+                    assert_eq!(webhook["reinvocationPolicy"], "IfNeeded", "{label}");
+                    assert_eq!(webhook["clientConfig"]["service"]["path"], "/mutate", "{label}");
+                } else {
+                    assert_eq!(webhook["clientConfig"]["service"]["path"], "/validate", "{label}");
+                }
+                match *name {
+                    "self-signed" => {
+                        let bundle: String = webhook["clientConfig"]["caBundle"].as_str().unwrap().split_whitespace().collect();
+                        use base64::Engine as _;
+                        assert_eq!(base64::engine::general_purpose::STANDARD.decode(bundle).unwrap(), ca, "{label}");
+                    }
+                    "cert-manager" => assert_eq!(
+                        configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+                        "mysql-webhook/mysql-webhook"
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        let deployment = documents.iter().find(|d| d["kind"] == "Deployment").unwrap();
+        assert_eq!(deployment["spec"]["replicas"], 2);
+        let pod = &deployment["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+        assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+        let container = &pod["containers"][0]["securityContext"];
+        assert_eq!(container["readOnlyRootFilesystem"], true);
+        assert_eq!(container["allowPrivilegeEscalation"], false);
+        assert!(documents.iter().any(|d| d["kind"] == "PodDisruptionBudget"), "{name}");
+    }
+}
+
+#[test]
+fn rbac_grants_no_read_of_secrets() {
+    let (_dir, rendered) = rendered_overlays();
+    let role = rendered[0].1.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    for rule in role["rules"].as_array().unwrap() {
+        if rule["resources"].as_array().unwrap().iter().any(|r| r == "secrets") {
+            assert_eq!(rule["verbs"], serde_json::json!(["create"]));
+        }
+    }
+}
