@@ -82,6 +82,12 @@ async fn reconcile(
     (result, calls, metrics)
 }
 
+/// A context whose client is never called (for `error_policy`, which makes no requests).
+fn idle_context(metrics: Arc<Metrics>) -> Arc<Context> {
+    let (service, _) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    Arc::new(Context::new(Client::new(service, "default"), metrics))
+}
+
 /// A StatefulSet as stored after the webhook expanded it.
 fn managed_statefulset() -> Value {
     json!({
@@ -188,10 +194,7 @@ async fn a_server_error_is_transient_and_retried_soon() {
     assert_eq!(error.metric_label(), "apply");
     assert!(error.to_string().starts_with("cannot apply ConfigMap orders-db: "), "{error}");
     let sts = Arc::new(serde_json::from_value::<StatefulSet>(managed_statefulset()).unwrap());
-    let context = Arc::new(Context::new(
-        Client::new(tower_test::mock::pair::<Request<Body>, Response<Body>>().0, "default"),
-        metrics.clone(),
-    ));
+    let context = idle_context(metrics.clone());
     assert_eq!(controller::error_policy(sts, &error, context), Action::requeue(Duration::from_secs(15)));
     let event = calls.iter().find(|c| c.uri.contains("/events")).expect("a Warning event");
     assert_eq!(
@@ -219,10 +222,7 @@ async fn a_conflict_is_transient_and_a_forbidden_is_permanent() {
         let error = result.unwrap_err();
         assert_eq!(error.is_transient(), transient, "{code}");
         let sts = Arc::new(serde_json::from_value::<StatefulSet>(managed_statefulset()).unwrap());
-        let context = Arc::new(Context::new(
-            Client::new(tower_test::mock::pair::<Request<Body>, Response<Body>>().0, "default"),
-            metrics,
-        ));
+        let context = idle_context(metrics);
         let expected =
             if transient { Action::requeue(Duration::from_secs(15)) } else { Action::await_change() };
         assert_eq!(controller::error_policy(sts, &error, context), expected, "{code}");

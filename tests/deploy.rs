@@ -14,7 +14,12 @@ fn kustomize(dir: &Path) -> Vec<Value> {
     let output = Command::new("kubectl").arg("kustomize").arg(dir).output().expect(
         "kubectl is not installed; install it (Debian: apt-get install kubernetes-client, or .ci/run)",
     );
-    assert!(output.status.success(), "kubectl kustomize {}: {}", dir.display(), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "kubectl kustomize {}: {}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
     common::documents(&String::from_utf8(output.stdout).unwrap())
 }
 
@@ -22,11 +27,23 @@ fn kustomize(dir: &Path) -> Vec<Value> {
 /// tells users to do.
 fn rendered_overlays() -> (tempfile::TempDir, Vec<(&'static str, Vec<Value>)>) {
     let dir = tempfile::tempdir().unwrap();
-    let copy = Command::new("cp").arg("-r").arg(common::repo_path("deploy")).arg(dir.path()).status().unwrap();
+    let copy =
+        Command::new("cp").arg("-r").arg(common::repo_path("deploy")).arg(dir.path()).status().unwrap();
     assert!(copy.success());
     let deploy = dir.path().join("deploy");
     let certs = deploy.join("overlays/self-signed/certs");
-    let made = common::run_cli(&["certs", "--service", "mysql-webhook", "--namespace", "mysql-webhook", "--out", certs.to_str().unwrap()], "");
+    let made = common::run_cli(
+        &[
+            "certs",
+            "--service",
+            "mysql-webhook",
+            "--namespace",
+            "mysql-webhook",
+            "--out",
+            certs.to_str().unwrap(),
+        ],
+        "",
+    );
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let rendered = vec![
         ("base", kustomize(&deploy.join("base"))),
@@ -55,10 +72,16 @@ fn every_overlay_renders_and_its_core_objects_pass_strict_validation() {
         .args(&files)
         .output()
         .expect("kubernetes-validate is not installed; run pip install kubernetes-validate (or .ci/run)");
-    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 
     let kinds = |documents: &[Value]| -> Vec<String> {
-        let mut kinds: Vec<String> = documents.iter().map(|d| d["kind"].as_str().unwrap().to_owned()).collect();
+        let mut kinds: Vec<String> =
+            documents.iter().map(|d| d["kind"].as_str().unwrap().to_owned()).collect();
         kinds.sort();
         kinds
     };
@@ -72,7 +95,9 @@ fn the_webhook_configurations_are_safe_for_a_production_cluster() {
     let (dir, rendered) = rendered_overlays();
     let ca = std::fs::read(dir.path().join("deploy/overlays/self-signed/certs/ca.crt")).unwrap();
     for (name, documents) in &rendered {
-        for configuration in documents.iter().filter(|d| d["kind"].as_str().unwrap().ends_with("WebhookConfiguration")) {
+        for configuration in
+            documents.iter().filter(|d| d["kind"].as_str().unwrap().ends_with("WebhookConfiguration"))
+        {
             for webhook in configuration["webhooks"].as_array().unwrap() {
                 let label = format!("{name} {}", webhook["name"]);
                 assert_eq!(webhook["admissionReviewVersions"], serde_json::json!(["v1"]), "{label}");
@@ -80,7 +105,11 @@ fn the_webhook_configurations_are_safe_for_a_production_cluster() {
                 assert!(webhook["timeoutSeconds"].as_i64().unwrap() <= 5, "{label}");
                 let excluded = &webhook["namespaceSelector"]["matchExpressions"][0];
                 assert_eq!(excluded["operator"], "NotIn", "{label}");
-                assert_eq!(excluded["values"], serde_json::json!(["kube-system", "mysql-webhook"]), "{label}");
+                assert_eq!(
+                    excluded["values"],
+                    serde_json::json!(["kube-system", "mysql-webhook"]),
+                    "{label}"
+                );
                 if configuration["kind"] == "MutatingWebhookConfiguration" {
                     assert_eq!(webhook["reinvocationPolicy"], "IfNeeded", "{label}");
                     assert_eq!(webhook["clientConfig"]["service"]["path"], "/mutate", "{label}");
@@ -89,9 +118,17 @@ fn the_webhook_configurations_are_safe_for_a_production_cluster() {
                 }
                 match *name {
                     "self-signed" => {
-                        let bundle: String = webhook["clientConfig"]["caBundle"].as_str().unwrap().split_whitespace().collect();
+                        let bundle: String = webhook["clientConfig"]["caBundle"]
+                            .as_str()
+                            .unwrap()
+                            .split_whitespace()
+                            .collect();
                         use base64::Engine as _;
-                        assert_eq!(base64::engine::general_purpose::STANDARD.decode(bundle).unwrap(), ca, "{label}");
+                        assert_eq!(
+                            base64::engine::general_purpose::STANDARD.decode(bundle).unwrap(),
+                            ca,
+                            "{label}"
+                        );
                     }
                     "cert-manager" => assert_eq!(
                         configuration["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
