@@ -14,9 +14,7 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-pub const CA_FILE: &str = "ca.crt";
-pub const CERT_FILE: &str = "tls.crt";
-pub const KEY_FILE: &str = "tls.key";
+use crate::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
@@ -94,9 +92,9 @@ pub fn generate(common_name: &str, names: Vec<String>, days: u32) -> Result<Bund
 pub fn write(bundle: &Bundle, dir: &Path, force: bool) -> Result<(), CertsError> {
     fs::create_dir_all(dir).map_err(|source| CertsError::Write { path: dir.to_owned(), source })?;
     let files = [
-        (CA_FILE, &bundle.ca_pem, 0o644),
-        (CERT_FILE, &bundle.cert_pem, 0o644),
-        (KEY_FILE, &bundle.key_pem, 0o600),
+        (TLS_CA_FILE, &bundle.ca_pem, 0o644),
+        (TLS_CERT_FILE, &bundle.cert_pem, 0o644),
+        (TLS_KEY_FILE, &bundle.key_pem, 0o600),
     ];
     if !force && let Some((name, ..)) = files.iter().find(|(name, ..)| dir.join(name).exists()) {
         return Err(CertsError::Exists(dir.join(name)));

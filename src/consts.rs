@@ -38,6 +38,19 @@ pub const MANAGED_BY: &str = "mysql-webhook";
 /// Server-side apply field manager of the controller.
 pub const FIELD_MANAGER: &str = "mysql-webhook.io";
 
+/// The AdmissionReview version the webhook reads and answers (`admissionReviewVersions: ["v1"]`).
+pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
+pub const ADMISSION_REVIEW_KIND: &str = "AdmissionReview";
+
+/// Files of the serving certificate, named like the keys of a `kubernetes.io/tls` Secret (and
+/// cert-manager's `ca.crt`), so a mounted Secret is read as it is.
+pub const TLS_CA_FILE: &str = "ca.crt";
+pub const TLS_CERT_FILE: &str = "tls.crt";
+pub const TLS_KEY_FILE: &str = "tls.key";
+
+/// Prefix of every metric the webhook exports.
+pub const METRICS_PREFIX: &str = "mysql_webhook";
+
 /// Keys of the credentials Secret.
 pub const SECRET_KEY_ROOT_PASSWORD: &str = "root-password";
 pub const SECRET_KEY_REPLICATION_PASSWORD: &str = "replication-password";

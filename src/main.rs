@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use mysql_webhook::cli::{CertsArgs, Cli, Command, ServeArgs};
 use mysql_webhook::companions::Credentials;
-use mysql_webhook::{certs, manifests, server, telemetry};
+use mysql_webhook::{certs, consts, manifests, server, telemetry};
 
 /// Exit code for bad input and for commands that can't run.
 const EXIT_BAD_INPUT: u8 = 2;
@@ -56,9 +56,9 @@ fn run_certs(args: &CertsArgs) -> ExitCode {
             eprintln!(
                 "wrote {0}/{1}, {0}/{2} and {0}/{3} (key mode 0600); the caBundle for the webhook configurations:",
                 args.out.display(),
-                certs::CA_FILE,
-                certs::CERT_FILE,
-                certs::KEY_FILE
+                consts::TLS_CA_FILE,
+                consts::TLS_CERT_FILE,
+                consts::TLS_KEY_FILE
             );
             println!("{}", bundle.ca_bundle());
             ExitCode::SUCCESS

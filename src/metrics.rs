@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -39,7 +39,7 @@ pub struct BuildLabels {
 }
 
 /// How an admission request ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelValue)]
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum Outcome {
     /// Allowed without a patch.
     Allowed,
@@ -51,11 +51,29 @@ pub enum Outcome {
     Invalid,
 }
 
+impl Outcome {
+    /// The label value and log field: lower case, like every other label value here.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Patched => "patched",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+        }
+    }
+}
+
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        std::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<EndpointLabels, Histogram>,
-    pub in_flight: Gauge,
+    in_flight: Gauge,
     certificate_reloads: Family<ResultLabels, Counter>,
     pub certificate_expiry: Gauge,
     reconciles: Counter,
@@ -71,7 +89,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("mysql_webhook");
+        let mut registry = Registry::with_prefix(crate::consts::METRICS_PREFIX);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "admission_requests",
@@ -131,6 +149,13 @@ impl Metrics {
         }
     }
 
+    /// Counts a request in flight until the guard is dropped: a request abandoned half-way (its
+    /// future dropped when the connection goes or a drain times out) leaves the gauge too.
+    pub fn start_request(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+
     pub fn record_request(&self, endpoint: &'static str, outcome: Outcome, started: Instant) {
         self.requests.get_or_create(&RequestLabels { endpoint, outcome }).inc();
         self.latency.get_or_create(&EndpointLabels { endpoint }).observe(started.elapsed().as_secs_f64());
@@ -156,5 +181,14 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("writing to a String can't fail");
         text
+    }
+}
+
+/// A request in flight; see [`Metrics::start_request`].
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

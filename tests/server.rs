@@ -4,14 +4,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::ffi::OsString;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
+use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use mysql_webhook::certs;
+use mysql_webhook::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use mysql_webhook::metrics::Metrics;
 use mysql_webhook::server::{self, AppState, tls::CertificateStore};
 use serde_json::{Value, json};
@@ -25,13 +29,14 @@ struct Server {
 }
 
 impl Server {
+    /// The server in this process, its certificate mounted the way the kubelet mounts a Secret.
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
-        let bundle = certs::generate("test", vec!["localhost".into(), "127.0.0.1".into()], 2).unwrap();
-        certs::write(&bundle, dir.path(), false).unwrap();
+        let bundle = localhost_pair();
+        publish_like_the_kubelet(dir.path(), &bundle.cert_pem, &bundle.key_pem);
         let metrics = Arc::new(Metrics::new());
         let store =
-            CertificateStore::open(&dir.path().join("tls.crt"), &dir.path().join("tls.key"), &metrics)
+            CertificateStore::open(&dir.path().join(TLS_CERT_FILE), &dir.path().join(TLS_KEY_FILE), &metrics)
                 .unwrap();
         let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         server::spawn_reloader(store.clone(), metrics.clone());
@@ -54,21 +59,62 @@ impl Server {
     }
 }
 
-/// A client trusting only the given CAs.
+fn localhost_pair() -> certs::Bundle {
+    certs::generate("test", vec!["localhost".into(), "127.0.0.1".into()], 2).unwrap()
+}
+
+/// Publishes a certificate and key the way the kubelet updates a Secret volume (and so
+/// cert-manager's renewals reach a pod): both files in a new hidden directory, then one rename
+/// of the `..data` symlink onto it; `tls.crt` and `tls.key` are symlinks through `..data`.
+fn publish_like_the_kubelet(dir: &Path, cert: &str, key: &str) {
+    static GENERATION: AtomicUsize = AtomicUsize::new(0);
+    let version = format!("..2026_11_24_10_00_00.{}", GENERATION.fetch_add(1, Ordering::Relaxed));
+    std::fs::create_dir(dir.join(&version)).unwrap();
+    std::fs::write(dir.join(&version).join(TLS_CERT_FILE), cert).unwrap();
+    std::fs::write(dir.join(&version).join(TLS_KEY_FILE), key).unwrap();
+    std::os::unix::fs::symlink(&version, dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    for name in [TLS_CERT_FILE, TLS_KEY_FILE] {
+        if dir.join(name).symlink_metadata().is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), dir.join(name)).unwrap();
+        }
+    }
+}
+
+/// A client trusting only the given CAs, offering TLS 1.2 and 1.3 and HTTP/2 and HTTP/1.1, as
+/// the API server does.
 fn client(cas: &[&str]) -> reqwest::Client {
+    client_with(cas, &[&rustls::version::TLS13, &rustls::version::TLS12], None)
+}
+
+/// A client trusting only the given CAs, with these TLS versions and, if given, only this HTTP
+/// version.
+fn client_with(
+    cas: &[&str],
+    tls: &[&'static rustls::SupportedProtocolVersion],
+    http: Option<reqwest::Version>,
+) -> reqwest::Client {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
     for ca in cas {
         roots.add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap()).unwrap();
     }
-    let config =
+    let mut config =
         rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
+            .with_protocol_versions(tls)
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-    reqwest::Client::builder().tls_backend_preconfigured(config).build().unwrap()
+    // A preconfigured TLS config is used as it is: ALPN decides between HTTP/2 and HTTP/1.1.
+    config.alpn_protocols = match http {
+        Some(reqwest::Version::HTTP_2) => vec![b"h2".to_vec()],
+        Some(_) => vec![b"http/1.1".to_vec()],
+        None => vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+    };
+    let builder = reqwest::Client::builder().tls_backend_preconfigured(config);
+    let builder = if http == Some(reqwest::Version::HTTP_11) { builder.http1_only() } else { builder };
+    builder.build().unwrap()
 }
 
 fn fixture(name: &str) -> Value {
@@ -82,9 +128,10 @@ async fn post(client: &reqwest::Client, url: &str, body: impl Into<reqwest::Body
     (response.status().as_u16(), response.text().await.unwrap())
 }
 
+/// Sends a review the way the API server does, `?timeout=` included; checks the envelope.
 async fn review(server: &Server, endpoint: &str, review: &Value) -> Value {
     let (status, body) =
-        post(&server.client(), &format!("{}/{endpoint}", server.url), review.to_string()).await;
+        post(&server.client(), &format!("{}/{endpoint}?timeout=10s", server.url), review.to_string()).await;
     assert_eq!(status, 200, "{body}");
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(answer["apiVersion"], "admission.k8s.io/v1");
@@ -196,86 +243,72 @@ async fn bad_input_gets_a_4xx_with_a_message_and_the_server_keeps_serving() {
         edit(&mut review);
         review.to_string().into_bytes()
     };
-    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes();
-    let cases: Vec<(&str, Vec<u8>, u16, &str)> = vec![
+    let without = |pointer: &'static str, field: &'static str| {
+        with(&move |r| {
+            r.pointer_mut(pointer).unwrap().as_object_mut().unwrap().remove(field);
+        })
+    };
+    let deep = format!(
+        r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{{"uid":"1","object":{}{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    )
+    .into_bytes();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         (
             "malformed JSON",
             b"{\"apiVersion\": ".to_vec(),
-            400,
             "the body is not an AdmissionReview: EOF while parsing",
         ),
-        ("not UTF-8", vec![0xff, 0xfe, b'{'], 400, "the body is not an AdmissionReview: expected value"),
-        ("deep nesting", deep, 400, "the body is not an AdmissionReview: "),
+        ("not UTF-8", vec![0xff, 0xfe, b'{'], "the body is not an AdmissionReview: expected value"),
+        (
+            "not UTF-8 inside a string",
+            b"{\"apiVersion\": \"\xff\"}".to_vec(),
+            "the body is not an AdmissionReview: invalid unicode code point",
+        ),
+        ("deep nesting", deep, "the body is not an AdmissionReview: recursion limit exceeded"),
+        ("an empty body", Vec::new(), "the body is not an AdmissionReview: EOF while parsing"),
         (
             "wrong apiVersion",
             with(&|r| r["apiVersion"] = json!("admission.k8s.io/v1beta1")),
-            400,
             "apiVersion must be admission.k8s.io/v1, not Some(\"admission.k8s.io/v1beta1\")",
         ),
         (
             "wrong kind",
             with(&|r| r["kind"] = json!("TokenReview")),
-            400,
             "kind must be AdmissionReview, not Some(\"TokenReview\")",
         ),
+        ("no request", without("", "request"), "the AdmissionReview has no request"),
+        ("no uid", without("/request", "uid"), "request.uid is missing"),
+        ("no operation", without("/request", "operation"), "request.operation is missing"),
+        ("no object", without("/request", "object"), "request.object is missing"),
         (
-            "no request",
+            "an UPDATE without its oldObject",
             with(&|r| {
-                r.as_object_mut().unwrap().remove("request");
+                r["request"]["operation"] = json!("UPDATE");
+                r["request"].as_object_mut().unwrap().remove("oldObject");
             }),
-            400,
-            "the AdmissionReview has no request",
+            "request.oldObject is missing",
         ),
         (
-            "no uid",
-            with(&|r| {
-                r["request"].as_object_mut().unwrap().remove("uid");
-            }),
-            400,
-            "request.uid is missing",
-        ),
-        (
-            "no object",
-            with(&|r| {
-                r["request"].as_object_mut().unwrap().remove("object");
-            }),
-            400,
-            "request.object is missing",
-        ),
-        (
-            "request of the wrong shape",
+            "a request of the wrong shape",
             with(&|r| r["request"] = json!("a string")),
-            400,
             "the body is not an AdmissionReview: invalid type: string \"a string\", expected struct Request",
         ),
+        (
+            "a StatefulSet of the wrong shape",
+            with(&|r| r["request"]["object"]["spec"]["replicas"] = json!("three")),
+            "request.object is not a valid apps/v1 StatefulSet: invalid type: string \"three\"",
+        ),
     ];
-    for (what, body, status, message) in cases {
+    let invalid = cases.len() + 1; // and the body over the limit, below
+    for (what, body, message) in cases {
         let (got, text) = post(&client, &format!("{}/mutate", server.url), body).await;
-        assert_eq!(got, status, "{what}: {text}");
+        assert_eq!(got, 400, "{what}: {text}");
         assert!(text.starts_with(message), "{what}: {text:?} should start with {message:?}");
-        assert_eq!(
-            client.get(format!("{}/healthz", server.url)).send().await.unwrap().status(),
-            200,
-            "after {what}"
-        );
+        let after = review(&server, "mutate", &good).await;
+        assert_eq!(after["allowed"], true, "the server keeps serving after {what}");
     }
-
-    // An object of the wrong shape inside a valid review: denied in the review, with a 400 code.
-    let response = review(
-        &server,
-        "mutate",
-        &serde_json::from_slice(&with(&|r| r["request"]["object"]["spec"]["replicas"] = json!("three")))
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(response["allowed"], false);
-    assert_eq!(response["status"]["code"], 400);
-    assert!(
-        response["status"]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("request.object is not a valid apps/v1 StatefulSet: invalid type: string \"three\"")
-    );
 
     let too_large = vec![b' '; server::BODY_LIMIT + 1];
     let (got, text) = post(&client, &format!("{}/mutate", server.url), too_large).await;
@@ -289,16 +322,10 @@ async fn bad_input_gets_a_4xx_with_a_message_and_the_server_keeps_serving() {
     assert!(wrong_path.text().await.unwrap().starts_with("no such endpoint"));
 
     let metrics = client.get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
-    assert!(
-        metrics
-            .contains("mysql_webhook_admission_requests_total{endpoint=\"mutate\",outcome=\"Invalid\"} 10"),
-        "{metrics}"
+    let counted = format!(
+        "mysql_webhook_admission_requests_total{{endpoint=\"mutate\",outcome=\"invalid\"}} {invalid}"
     );
-    assert!(
-        metrics.contains("mysql_webhook_admission_requests_total{endpoint=\"mutate\",outcome=\"Denied\"} 1"),
-        "{metrics}"
-    );
-    assert!(metrics.contains("mysql_webhook_build_info{version=\""));
+    assert!(metrics.contains(&counted), "{counted} in\n{metrics}");
 }
 
 #[tokio::test]
@@ -306,7 +333,6 @@ async fn a_body_that_stalls_gets_408_and_the_server_keeps_serving() {
     let server = Server::start().await;
     let stalled = futures_util::stream::once(async { Ok::<_, std::io::Error>(b"{\"apiVersion\":".to_vec()) })
         .chain(futures_util::stream::pending());
-    use futures_util::StreamExt as _;
     let (status, text) =
         post(&server.client(), &format!("{}/mutate", server.url), reqwest::Body::wrap_stream(stalled)).await;
     assert_eq!((status, text.trim_end()), (408, "the body did not arrive within 10s"));
@@ -314,16 +340,54 @@ async fn a_body_that_stalls_gets_408_and_the_server_keeps_serving() {
     assert_eq!(response["allowed"], true);
 }
 
-fn write_pair(dir: &Path, bundle: &certs::Bundle) {
-    certs::write(bundle, dir, true).unwrap();
+#[tokio::test]
+async fn health_readiness_and_metrics_answer_with_the_certificate_expiry_and_build() {
+    let server = Server::start().await;
+    let client = server.client();
+    let get = |path: &str| client.get(format!("{}{path}", server.url)).send();
+    let healthz = get("/healthz").await.unwrap();
+    assert_eq!((healthz.status().as_u16(), healthz.text().await.unwrap()), (200, "ok\n".into()));
+    let readyz = get("/readyz").await.unwrap();
+    assert_eq!((readyz.status().as_u16(), readyz.text().await.unwrap()), (200, "ready\n".into()));
+
+    review(&server, "mutate", &fixture("create-annotated")).await;
+    let metrics = get("/metrics").await.unwrap();
+    assert!(metrics.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    let metrics = metrics.text().await.unwrap();
+    let pem = std::fs::read(server.dir.path().join(TLS_CERT_FILE)).unwrap();
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+    let not_after = pem.parse_x509().unwrap().validity().not_after.timestamp();
+    for line in [
+        format!("mysql_webhook_certificate_expiry_timestamp_seconds {not_after}"),
+        "mysql_webhook_admission_requests_total{endpoint=\"mutate\",outcome=\"patched\"} 1".into(),
+        "mysql_webhook_admission_duration_seconds_count{endpoint=\"mutate\"} 1".into(),
+        "mysql_webhook_admission_in_flight 0".into(),
+        format!("mysql_webhook_build_info{{version=\"{}\"}} 1", env!("CARGO_PKG_VERSION")),
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn serves_tls_1_2_and_1_3_over_http_1_1_and_http_2() {
+    let server = Server::start().await;
+    let request = fixture("create-annotated").to_string();
+    for tls in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        for http in [reqwest::Version::HTTP_11, reqwest::Version::HTTP_2] {
+            let client = client_with(&[&server.ca_pem], &[tls], Some(http));
+            let response = client.post(format!("{}/mutate", server.url)).body(request.clone()).send().await;
+            let response = response.unwrap_or_else(|e| panic!("{tls:?} {http:?}: {e:?}"));
+            assert_eq!((response.status().as_u16(), response.version()), (200, http), "{tls:?}");
+        }
+    }
 }
 
 async fn wait_for_metric(metrics: &Metrics, line: &str) {
-    for _ in 0..100 {
-        if metrics.encode().contains(line) {
+    for _ in 0..200 {
+        if metrics.encode().lines().any(|l| l == line) {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("metric {line:?} never appeared:\n{}", metrics.encode());
 }
@@ -331,44 +395,47 @@ async fn wait_for_metric(metrics: &Metrics, line: &str) {
 #[tokio::test]
 async fn a_rotated_certificate_is_served_without_failing_a_request_and_a_broken_one_is_refused() {
     let server = Server::start().await;
-    let rotated = certs::generate("test", vec!["localhost".into(), "127.0.0.1".into()], 3).unwrap();
+    let rotated = localhost_pair();
     let url = format!("{}/mutate", server.url);
     let body = fixture("create-annotated").to_string();
 
-    // Traffic through the rotation, on fresh connections (a new handshake each time) and on a
-    // kept-alive one.
+    // Traffic until the end of the test, on fresh connections (a handshake each time) and on a
+    // kept-alive one, trusting both CAs.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let traffic = {
         let (url, body, cas) = (url.clone(), body.clone(), [server.ca_pem.clone(), rotated.ca_pem.clone()]);
         tokio::spawn(async move {
             let kept_alive = client(&[&cas[0], &cas[1]]);
-            let mut failures = Vec::new();
-            for i in 0..40 {
+            let (mut sent, mut failures) = (0, Vec::new());
+            while !*stopped.borrow() {
                 let fresh = client(&[&cas[0], &cas[1]]);
                 for (kind, client) in [("fresh", &fresh), ("kept-alive", &kept_alive)] {
                     let (status, text) = post(client, &url, body.clone()).await;
+                    sent += 1;
                     if status != 200 {
-                        failures.push(format!("{kind} request {i}: {status} {text}"));
+                        failures.push(format!("{kind} request {sent}: {status} {text}"));
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            failures
+            (sent, failures)
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    write_pair(server.dir.path(), &rotated);
+
+    publish_like_the_kubelet(server.dir.path(), &rotated.cert_pem, &rotated.key_pem);
     wait_for_metric(&server.metrics, "mysql_webhook_certificate_reloads_total{result=\"success\"} 1").await;
     // Only the new CA is needed now: new handshakes present the new pair.
     let (status, _) = post(&client(&[&rotated.ca_pem]), &url, body.clone()).await;
     assert_eq!(status, 200);
 
-    std::fs::write(server.dir.path().join("tls.key"), "not a key").unwrap();
+    publish_like_the_kubelet(server.dir.path(), &rotated.cert_pem, "not a key");
     wait_for_metric(&server.metrics, "mysql_webhook_certificate_reloads_total{result=\"failure\"} 1").await;
     let (status, _) = post(&client(&[&rotated.ca_pem]), &url, body).await;
     assert_eq!(status, 200, "the previous pair keeps serving");
 
-    let failures = traffic.await.unwrap();
+    stop.send(true).unwrap();
+    let (sent, failures) = traffic.await.unwrap();
     assert!(failures.is_empty(), "{failures:#?}");
+    assert!(sent >= 2, "traffic ran through both changes");
 }
 
 #[test]
@@ -398,121 +465,201 @@ fn certs_writes_the_files_prints_the_ca_bundle_and_refuses_to_overwrite() {
     assert_ne!(std::fs::read(out.join("ca.crt")).unwrap(), ca);
 }
 
-/// A free port on 127.0.0.1 for a child process (closed before the child binds it).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The binary serving on a free port with a generated pair; killed on drop.
+/// The binary as a child process with JSON logs, collected as they come; killed on drop.
 struct ServerProcess {
-    child: Child,
-    client: reqwest::Client,
-    base: String,
-    _dir: tempfile::TempDir,
+    child: std::process::Child,
+    addr: SocketAddr,
+    logs: Arc<Mutex<Vec<Value>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl ServerProcess {
-    async fn start(extra: &[&str], stderr: std::process::Stdio) -> ServerProcess {
-        let dir = tempfile::tempdir().unwrap();
-        let bundle = certs::generate("test", vec!["127.0.0.1".into()], 2).unwrap();
-        certs::write(&bundle, dir.path(), false).unwrap();
-        let port = free_port();
-        let cert: PathBuf = dir.path().join("tls.crt");
-        let key: PathBuf = dir.path().join("tls.key");
-        let child = Child(
-            std::process::Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
-                .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--no-controller"])
-                .arg("--tls-cert")
-                .arg(&cert)
-                .arg("--tls-key")
-                .arg(&key)
-                .args(extra)
-                .stderr(stderr)
-                .spawn()
-                .unwrap(),
-        );
-        let client = client(&[&bundle.ca_pem]);
-        let base = format!("https://127.0.0.1:{port}");
-        for _ in 0..100 {
-            if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status() == 200) {
-                return ServerProcess { child, client, base, _dir: dir };
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("the server never became ready");
+    /// `mysql-webhook serve --addr 127.0.0.1:0 --no-controller --log-format json ARGS`, run in
+    /// `dir`; returns once the server has logged the address it listens on.
+    async fn start(args: &[OsString], dir: &Path) -> ServerProcess {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--no-controller", "--log-format", "json"])
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (listening, addr) = tokio::sync::oneshot::channel::<SocketAddr>();
+        let reader = {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                use std::io::BufRead as _;
+                let mut listening = Some(listening);
+                for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let line = serde_json::from_str(&line).unwrap_or(Value::String(line));
+                    if line["message"] == "serving the admission webhook"
+                        && let Some(listening) = listening.take()
+                    {
+                        let _ = listening.send(line["addr"].as_str().unwrap().parse().unwrap());
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            })
+        };
+        let addr = tokio::time::timeout(Duration::from_secs(60), addr).await;
+        let addr = addr.expect("the server starts").unwrap_or_else(|_| {
+            panic!("the server never said where it listens: {:#?}", logs.lock().unwrap())
+        });
+        ServerProcess { child, addr, logs, reader: Some(reader) }
     }
 
     fn terminate(&self) {
-        let pid = self.child.0.id().to_string();
+        let pid = self.child.id().to_string();
         assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     }
 
     async fn exit_code(&mut self) -> Option<i32> {
-        for _ in 0..100 {
-            if let Some(status) = self.child.0.try_wait().unwrap() {
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().unwrap() {
                 return status.code();
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         None
     }
+
+    /// Every log line, once the process has exited (the reader stops at the end of stderr).
+    fn logs_after_exit(&mut self) -> Vec<Value> {
+        self.reader.take().unwrap().join().unwrap();
+        self.logs.lock().unwrap().clone()
+    }
+}
+
+/// A pair for 127.0.0.1 in `dir`, and the `serve` arguments naming it.
+fn pair_in(dir: &Path) -> (certs::Bundle, Vec<OsString>) {
+    let bundle = localhost_pair();
+    certs::write(&bundle, dir, false).unwrap();
+    let args = vec![
+        "--tls-cert".into(),
+        dir.join(TLS_CERT_FILE).into(),
+        "--tls-key".into(),
+        dir.join(TLS_KEY_FILE).into(),
+    ];
+    (bundle, args)
 }
 
 #[tokio::test]
-async fn sigterm_drains_requests_in_flight_and_exits_0() {
-    let mut server = ServerProcess::start(&[], std::process::Stdio::null()).await;
-    // Requests whose bodies are still arriving when SIGTERM comes.
+async fn sigterm_stops_accepting_then_drains_requests_in_flight_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, args) = pair_in(dir.path());
+    let mut server = ServerProcess::start(&args, dir.path()).await;
+    let base = format!("https://{}", server.addr);
+
+    // Five requests, over HTTP/1.1 and HTTP/2, whose bodies are held back until SIGTERM has
+    // closed the listener.
+    let (release, released) = tokio::sync::watch::channel(false);
     let body = fixture("create-annotated").to_string().into_bytes();
     let mut in_flight = Vec::new();
-    for _ in 0..5 {
-        let (head, tail) = body.split_at(20);
-        let (head, tail) = (head.to_vec(), tail.to_vec());
+    for http in [
+        reqwest::Version::HTTP_11,
+        reqwest::Version::HTTP_11,
+        reqwest::Version::HTTP_2,
+        reqwest::Version::HTTP_2,
+        reqwest::Version::HTTP_2,
+    ] {
+        let (head, tail) = (body[..20].to_vec(), body[20..].to_vec());
+        let mut released = released.clone();
         let stream = futures_util::stream::iter([Ok::<_, std::io::Error>(head)]).chain(
             futures_util::stream::once(async move {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
+                released.wait_for(|released| *released).await.unwrap();
                 Ok(tail)
             }),
         );
-        use futures_util::StreamExt as _;
-        let (client, url) = (server.client.clone(), format!("{}/mutate", server.base));
+        let client = client_with(&[&bundle.ca_pem], &[&rustls::version::TLS13], Some(http));
+        let url = format!("{base}/mutate");
         in_flight
             .push(tokio::spawn(async move { post(&client, &url, reqwest::Body::wrap_stream(stream)).await }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = client(&[&bundle.ca_pem]);
+    let mut started = false;
+    for _ in 0..200 {
+        let text = metrics.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+        if text.lines().any(|line| line == "mysql_webhook_admission_in_flight 5") {
+            started = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(started, "the five requests reach the server");
+
     server.terminate();
+    let mut refused = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(server.addr).await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(refused, "after SIGTERM new connections are refused");
+
+    release.send(true).unwrap();
     for request in in_flight {
         let (status, text) = request.await.unwrap();
         assert_eq!(status, 200, "{text}");
+        let answer: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer["response"]["patchType"], "JSONPatch", "the drained request was answered in full");
     }
     assert_eq!(server.exit_code().await, Some(0), "the server exits 0 after draining");
 }
 
 #[tokio::test]
 async fn json_logs_carry_the_request_uid_on_every_line_about_a_request() {
-    let log = tempfile::NamedTempFile::new().unwrap();
-    let mut server = ServerProcess::start(&["--log-format", "json"], log.reopen().unwrap().into()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, args) = pair_in(dir.path());
+    let mut server = ServerProcess::start(&args, dir.path()).await;
+    let client = client(&[&bundle.ca_pem]);
     for name in ["create-annotated", "create-invalid-storage"] {
         let review = fixture(name);
-        let (status, _) = post(&server.client, &format!("{}/mutate", server.base), review.to_string()).await;
+        let (status, _) = post(&client, &format!("https://{}/mutate", server.addr), review.to_string()).await;
         assert_eq!(status, 200);
     }
     server.terminate();
     assert_eq!(server.exit_code().await, Some(0));
-    let text = std::fs::read_to_string(log.path()).unwrap();
-    let lines: Vec<Value> =
-        text.lines().map(|line| serde_json::from_str(line).expect("every line is JSON")).collect();
+    let lines = server.logs_after_exit();
+    assert!(lines.iter().all(Value::is_object), "every line is JSON: {lines:#?}");
     let about_requests: Vec<&Value> = lines.iter().filter(|line| line["message"] == "answered").collect();
-    assert_eq!(about_requests.len(), 2, "{text}");
     let uids: Vec<&str> = about_requests.iter().map(|line| line["span"]["uid"].as_str().unwrap()).collect();
     assert_eq!(uids, ["705ab4f5-6393-11e8-b7cc-42010a800002", "705ab4f5-6393-11e8-b7cc-42010a800005"]);
-    assert_eq!(about_requests[1]["outcome"], "Denied");
+    assert_eq!(about_requests[1]["outcome"], "denied");
+    assert!(
+        about_requests[1]["reason"].as_str().unwrap().starts_with("annotation mysql-webhook.io/storage: "),
+        "a denial says why: {:#?}",
+        about_requests[1]
+    );
+}
+
+#[tokio::test]
+async fn dev_mode_makes_a_ca_says_where_it_is_and_serves_localhost_and_127_0_0_1() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("certs")).unwrap(); // as in the repository
+    let server = ServerProcess::start(&["--dev".into()], dir.path()).await;
+    let said = server
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|line| line["ca"].as_str().map(str::to_owned))
+        .expect("the server says where the CA is");
+    assert_eq!(said, format!("certs/dev/{TLS_CA_FILE}"));
+    let ca = std::fs::read_to_string(dir.path().join(&said)).unwrap();
+    for host in ["localhost", "127.0.0.1"] {
+        let url = format!("https://{host}:{}/readyz", server.addr.port());
+        let response = client(&[&ca]).get(url).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{host}");
+    }
 }

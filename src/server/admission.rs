@@ -12,11 +12,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+use crate::consts::{ADMISSION_API_VERSION as API_VERSION, ADMISSION_REVIEW_KIND as KIND};
 use crate::metrics::Outcome;
 use crate::{MutateError, mutate_statefulset};
-
-pub const API_VERSION: &str = "admission.k8s.io/v1";
-pub const KIND: &str = "AdmissionReview";
 
 /// A body that is not a usable AdmissionReview; the message says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -186,11 +184,11 @@ pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
         }
         // A valid StatefulSet the user must fix: 422 like the API server's own validation.
         Err(MutateError::Invalid(invalid)) => Response::deny(&request.uid, 422, invalid.to_string()),
-        Err(MutateError::Malformed(e)) => Response::deny(
-            &request.uid,
-            400,
-            format!("request.object is not a valid apps/v1 StatefulSet: {e}"),
-        ),
+        // The API server decodes the object before any webhook sees it, so a StatefulSet that
+        // doesn't decode comes from some other client: its request is invalid, not denied.
+        Err(MutateError::Malformed(e)) => {
+            return Err(Rejection(format!("request.object is not a valid apps/v1 StatefulSet: {e}")));
+        }
     })
 }
 

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use crate::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::metrics::{Metrics, Outcome};
 use tls::CertificateStore;
 
@@ -111,7 +112,7 @@ async fn review(
     decide: impl FnOnce(&admission::Request) -> Result<admission::Response, admission::Rejection>,
 ) -> Response {
     let started = Instant::now();
-    state.metrics.in_flight.inc();
+    let _in_flight = state.metrics.start_request();
     let (outcome, response) = match read_body(request.into_body()).await {
         Err(response) => (Outcome::Invalid, response),
         Ok(body) => match admission::parse(&body) {
@@ -129,9 +130,9 @@ async fn review(
                             let outcome = answer.outcome();
                             match &answer.status {
                                 Some(status) => {
-                                    tracing::info!(?outcome, reason = %status.message, "answered")
+                                    tracing::info!(outcome = outcome.as_str(), reason = %status.message, "answered")
                                 }
-                                None => tracing::info!(?outcome, "answered"),
+                                None => tracing::info!(outcome = outcome.as_str(), "answered"),
                             }
                             (outcome, axum::Json(answer.into_review()).into_response())
                         }
@@ -146,7 +147,6 @@ async fn review(
             }
         },
     };
-    state.metrics.in_flight.dec();
     state.metrics.record_request(endpoint, outcome, started);
     response
 }
@@ -333,7 +333,7 @@ fn development_certificates() -> Result<(std::path::PathBuf, std::path::PathBuf)
     let bundle =
         crate::certs::generate("mysql-webhook-dev", vec!["localhost".into(), "127.0.0.1".into()], 30)?;
     crate::certs::write(&bundle, &dir, true)?;
-    let ca = dir.join(crate::certs::CA_FILE);
+    let ca = dir.join(TLS_CA_FILE);
     tracing::info!(ca = %ca.display(), "development certificates made; trust the CA to call the webhook, e.g. curl --cacert {}", ca.display());
-    Ok((dir.join(crate::certs::CERT_FILE), dir.join(crate::certs::KEY_FILE)))
+    Ok((dir.join(TLS_CERT_FILE), dir.join(TLS_KEY_FILE)))
 }
