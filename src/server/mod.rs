@@ -32,8 +32,10 @@ use crate::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::metrics::{Metrics, Outcome};
 use tls::CertificateStore;
 
-/// Largest AdmissionReview accepted. Kubernetes objects are at most 1.5 MiB (etcd's request
-/// limit) and a review of an UPDATE carries two of them plus metadata: 4 MiB leaves room.
+/// Largest AdmissionReview accepted. The API server takes request bodies up to 3 MiB but etcd
+/// stores objects of at most 1.5 MiB (its default request limit); a review carries the object
+/// and, for an UPDATE, the stored old one, so every review of a write that can succeed fits in
+/// 4 MiB with room for metadata. A larger one is refused with 413.
 pub const BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// A body must arrive within this; the API server gives up on the webhook sooner (≤ 30 s).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
