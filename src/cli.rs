@@ -4,8 +4,10 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::server::Certificates;
 use crate::telemetry::LogFormat;
 
 #[derive(Debug, Parser)]
@@ -44,16 +46,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MYSQL_WEBHOOK_ADDR", default_value = "0.0.0.0:8443")]
     pub addr: SocketAddr,
     /// Serving certificate (PEM, with its chain); reloaded when the file changes.
-    #[arg(
-        long,
-        env = "MYSQL_WEBHOOK_TLS_CERT",
-        requires = "tls_key",
-        required_unless_present = "dev",
-        conflicts_with = "dev"
-    )]
+    #[arg(long, env = "MYSQL_WEBHOOK_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
     /// Private key of the serving certificate (PEM); reloaded when the file changes.
-    #[arg(long, env = "MYSQL_WEBHOOK_TLS_KEY", requires = "tls_cert", conflicts_with = "dev")]
+    #[arg(long, env = "MYSQL_WEBHOOK_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Development mode: make a CA and a certificate for localhost and 127.0.0.1 (in certs/dev/).
     #[arg(long, env = "MYSQL_WEBHOOK_DEV")]
@@ -67,6 +63,31 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "MYSQL_WEBHOOK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    /// Where the serving certificate comes from: the files or `--dev`, exactly one of them.
+    /// Checked here rather than with clap's `conflicts_with` and `required_unless_present`,
+    /// which take `MYSQL_WEBHOOK_DEV=false` in the environment for `--dev` given.
+    ///
+    /// # Errors
+    /// A usage error when both or neither are given.
+    pub fn certificates(&self) -> Result<Certificates, clap::Error> {
+        match (&self.tls_cert, &self.tls_key, self.dev) {
+            (Some(cert), Some(key), false) => {
+                Ok(Certificates::Files { cert: cert.clone(), key: key.clone() })
+            }
+            (None, None, true) => Ok(Certificates::Development),
+            (_, _, true) => Err(Cli::command().error(
+                ErrorKind::ArgumentConflict,
+                "--dev makes its own certificate: give it without --tls-cert and --tls-key",
+            )),
+            _ => Err(Cli::command().error(
+                ErrorKind::MissingRequiredArgument,
+                "give --tls-cert and --tls-key, or --dev for a development certificate",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

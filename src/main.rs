@@ -31,11 +31,8 @@ fn main() -> ExitCode {
 }
 
 fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
+    let certificates = args.certificates().unwrap_or_else(|usage| usage.exit());
     telemetry::init(args.log_format);
-    let certificates = match (args.tls_cert, args.tls_key) {
-        (Some(cert), Some(key)) => server::Certificates::Files { cert, key },
-        _ => server::Certificates::Development,
-    };
     let config = server::Config {
         addr: args.addr,
         certificates,

@@ -663,3 +663,37 @@ async fn dev_mode_makes_a_ca_says_where_it_is_and_serves_localhost_and_127_0_0_1
         assert_eq!(response.status(), 200, "{host}");
     }
 }
+
+/// `mysql-webhook serve ARGS` with `env`, on a port nothing listens on; its exit code and stderr
+/// (for the runs that stop before serving).
+fn serve_once(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
+        .args(["serve", "--addr", "127.0.0.1:0", "--no-controller"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn serve_wants_exactly_one_certificate_source_and_reads_false_from_the_environment_as_off() {
+    let (code, stderr) = serve_once(&[], &[]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("give --tls-cert and --tls-key, or --dev for a development certificate"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = serve_once(&[], &[("MYSQL_WEBHOOK_DEV", "false")]);
+    assert_eq!(code, Some(2), "MYSQL_WEBHOOK_DEV=false is not --dev: {stderr}");
+
+    let files = ["--tls-cert", "/nonexistent/tls.crt", "--tls-key", "/nonexistent/tls.key"];
+    let (code, stderr) = serve_once(&files, &[("MYSQL_WEBHOOK_DEV", "false")]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read /nonexistent/tls.crt"), "the files are used: {stderr}");
+
+    let (code, stderr) = serve_once(&files, &[("MYSQL_WEBHOOK_DEV", "true")]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("--dev makes its own certificate"), "{stderr}");
+}
