@@ -107,9 +107,18 @@ impl Response {
         }
     }
 
-    /// The whole AdmissionReview to send back.
-    pub fn into_review(self) -> Value {
-        serde_json::json!({"apiVersion": API_VERSION, "kind": KIND, "response": self})
+    /// The whole AdmissionReview to send back, serialised straight from this answer: the patch
+    /// is the bulk of it and is copied once.
+    pub fn to_review_json(&self) -> Vec<u8> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Review<'a> {
+            api_version: &'static str,
+            kind: &'static str,
+            response: &'a Response,
+        }
+        serde_json::to_vec(&Review { api_version: API_VERSION, kind: KIND, response: self })
+            .expect("strings and booleans always serialise")
     }
 }
 

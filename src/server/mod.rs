@@ -136,7 +136,8 @@ async fn review(
                                 }
                                 None => tracing::info!(outcome = outcome.as_str(), "answered"),
                             }
-                            (outcome, axum::Json(answer.into_review()).into_response())
+                            let json = HeaderValue::from_static("application/json");
+                            (outcome, ([(header::CONTENT_TYPE, json)], answer.to_review_json()).into_response())
                         }
                         Err(rejection) => {
                             tracing::info!(%rejection, "invalid admission request");
