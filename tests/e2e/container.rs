@@ -5,9 +5,9 @@
 //! The process tree of a container is `setpriv --pdeathsig KILL ip netns exec <pod> unshare
 //! --uts --mount --pid --kill-child …`: `ip netns exec` and `setpriv` exec, so the runner's child
 //! is `unshare`, whose only child is the container's PID 1 in a fresh PID namespace. Killing
-//! `unshare` SIGKILLs that PID 1 (`--kill-child`), which ends every process of the container; and
-//! if the test process itself dies (a timeout, ^C), `--pdeathsig` kills `unshare`, so no server
-//! outlives the run.
+//! the container's PID 1 ends every process of the container. If the test process itself dies (a
+//! timeout, ^C), `--pdeathsig` kills `unshare`, whose `--kill-child` kills a PID 1 that hasn't
+//! changed its user; the next run kills whatever is left in the namespaces of dead runs.
 
 use std::fs;
 use std::path::PathBuf;
@@ -182,7 +182,10 @@ fn keep_running(spec: &ContainerSpec, state: &State) {
                 break;
             }
             if state.kill.load(Ordering::Acquire) {
-                // unshare's --kill-child turns this into a SIGKILL of the container's PID 1.
+                // SIGKILL to a PID 1 ends its whole PID namespace. Killing unshare alone is not
+                // enough: its --kill-child is a parent-death signal, which the kernel clears when
+                // a process changes its user (mariadbd --user=mysql).
+                kill(state.pid1.load(Ordering::Acquire), "KILL");
                 let _ = child.kill();
                 let _ = child.wait();
                 break;
@@ -206,9 +209,8 @@ fn keep_running(spec: &ContainerSpec, state: &State) {
 pub fn stop(mut containers: Vec<Supervisor>, grace: Duration) {
     for container in &containers {
         container.state.stop.store(true, Ordering::Release);
-        let pid = container.state.pid1.load(Ordering::Acquire);
-        if pid != 0 && !grace.is_zero() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        if !grace.is_zero() {
+            kill(container.state.pid1.load(Ordering::Acquire), "TERM");
         }
     }
     let deadline = Instant::now() + grace;
@@ -220,6 +222,13 @@ pub fn stop(mut containers: Vec<Supervisor>, grace: Duration) {
         if let Some(thread) = container.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Sends `signal` to `pid`, unless it is 0 (not running).
+fn kill(pid: u32, signal: &str) {
+    if pid != 0 {
+        let _ = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status();
     }
 }
 

@@ -591,13 +591,23 @@ impl Drop for Cluster {
         let containers = std::mem::take(&mut self.pods).into_values().flatten().collect();
         container::stop(containers, Duration::ZERO);
         for namespace in self.namespaces.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", namespace]).status();
+            remove_namespace(namespace);
         }
     }
 }
 
-/// Deletes the network namespaces of runs whose process is gone (killed before its drops ran).
-/// Their containers are gone already: `setpriv --pdeathsig` killed them with the runner.
+/// Kills every process left in a network namespace, then deletes it.
+fn remove_namespace(name: &str) {
+    if let Ok(output) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
+        }
+    }
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+}
+
+/// Removes the network namespaces, and what runs in them, of runs whose process is gone (killed
+/// before its drops ran).
 fn remove_leftovers_of_killed_runs() {
     let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else { return };
     for line in String::from_utf8_lossy(&output.stdout).lines() {
@@ -606,7 +616,7 @@ fn remove_leftovers_of_killed_runs() {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = Command::new("ip").args(["netns", "del", name]).status();
+            remove_namespace(name);
         }
     }
 }
