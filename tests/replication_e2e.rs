@@ -159,3 +159,20 @@ fn replication_runs_as_the_replication_user_with_the_generated_password() {
         assert!(empty.contains("Access denied"), "member {ordinal}: {empty}");
     }
 }
+
+#[test]
+fn replicas_catch_up_after_the_primary_is_deleted_and_restarted() {
+    let mut cluster = example_cluster();
+    cluster.sql(0, TABLE);
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'before')");
+    cluster.wait_for(2, "SELECT COUNT(*) FROM shop.orders", "1");
+    cluster.delete_pod(0);
+    cluster.start_pod(0);
+    let server = cluster.log(0, "mysql");
+    assert_eq!(server.matches("entrypoint: initialising").count(), 1, "member 0 kept its data:\n{server}");
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (2, 'after')");
+    // The replicas reconnect on their own (MASTER_CONNECT_RETRY).
+    for ordinal in 1..3 {
+        cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 2", "after");
+    }
+}

@@ -42,8 +42,8 @@ const INIT_TIMEOUT: Duration = Duration::from_secs(90);
 const INIT_ATTEMPTS: u64 = 3;
 const REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Namespaces are named `<NAMESPACE_PREFIX><pid>-<cluster>-…`, so runs in parallel never collide
-/// and the leftovers of a killed run can be recognised.
+/// Namespaces and directories are named `<NAMESPACE_PREFIX><pid>-<cluster>-…`, so runs in
+/// parallel never collide and the leftovers of a killed run can be recognised.
 const NAMESPACE_PREFIX: &str = "mwe2e";
 
 fn repo(relative: &str) -> PathBuf {
@@ -173,7 +173,7 @@ impl Cluster {
         );
         // Under target/, not /tmp: every container gets a private /tmp.
         let dir = tempfile::Builder::new()
-            .prefix("e2e-")
+            .prefix(&format!("{prefix}-"))
             .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
             .expect("creating the run's directory");
         let switch = format!("{prefix}-sw");
@@ -606,19 +606,28 @@ fn remove_namespace(name: &str) {
     let _ = Command::new("ip").args(["netns", "del", name]).status();
 }
 
-/// Removes the network namespaces, and what runs in them, of runs whose process is gone (killed
-/// before its drops ran).
+/// Removes what runs killed before their drops ran left: their network namespaces with the
+/// processes in them, then their directories.
 fn remove_leftovers_of_killed_runs() {
-    let Ok(output) = Command::new("ip").args(["netns", "list"]).output() else { return };
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or_default();
-        let Some(pid) = name.strip_prefix(NAMESPACE_PREFIX).and_then(|rest| rest.split('-').next()) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+    let namespaces =
+        Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    let namespaces = String::from_utf8_lossy(&namespaces);
+    for name in namespaces.lines().filter_map(|line| line.split_whitespace().next()) {
+        if of_a_dead_run(name) {
             remove_namespace(name);
         }
     }
+    for entry in fs::read_dir(env!("CARGO_TARGET_TMPDIR")).into_iter().flatten().flatten() {
+        if of_a_dead_run(&entry.file_name().to_string_lossy()) {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Is `name` (`<NAMESPACE_PREFIX><pid>-…`) a namespace or directory of a process that is gone?
+fn of_a_dead_run(name: &str) -> bool {
+    let pid = name.strip_prefix(NAMESPACE_PREFIX).and_then(|rest| rest.split('-').next());
+    pid.is_some_and(|pid| pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists())
 }
 
 /// Runs a setup command; panics with its exit status and error output.
