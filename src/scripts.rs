@@ -13,7 +13,9 @@
 //! - the coordinates are consumed before mysqld starts, so the image entrypoint's `chown` of the
 //!   datadir can't race the sidecar deleting files;
 //! - replication uses a dedicated account whose password comes from the Secret, never root with an
-//!   empty password; passwords travel by environment and stdin, never on a command line.
+//!   empty password; passwords travel by environment and stdin, never on a command line;
+//! - on MariaDB, root from outside the pod is bound by `read_only` like every other account (the
+//!   tutorial's replicas accepted root's writes there, and diverged).
 //!
 //! Each script starts with a block of shell variables (names are DNS labels, safe unquoted inside
 //! single quotes) followed by a literal body, so the bodies need no escaping.
@@ -201,6 +203,7 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
             format!("{tool} --backup --slave-info --stream=xbstream --host=127.0.0.1 --user=root")
         }
     };
+    let local_root = if flavor.is_mariadb() { mariadb_local_root() } else { String::new() };
     let serve = match flavor.transport() {
         Transport::Ncat => {
             format!(r#"ncat --listen --keep-open --send-only --max-conns=1 "$port" -c "{backup}" &"#)
@@ -235,7 +238,7 @@ CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password';
 ALTER USER '{user}'@'%' IDENTIFIED BY '$password';
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%';
 SQL
-fi
+{local_root}fi
 if [[ -f {PENDING_SQL} ]]; then
   echo "starting replication from $primary at the clone's position"
   {client} -h 127.0.0.1 -u root <<SQL
@@ -254,6 +257,32 @@ wait "$listener"
         sts = names.statefulset,
         svc = names.service,
         first = names.first_ordinal,
+    )
+}
+
+/// MariaDB's `read_only` doesn't stop accounts holding `READ ONLY ADMIN`, and root@'%' (the
+/// account clients reach through the Services) has it: a client could write to a replica, which
+/// diverges and stops replicating at the primary's next conflicting row. MySQL's
+/// `super_read_only` stops root too. So, on the primary, with root's password from the Secret:
+/// root keeps every privilege from inside the pod (root@'127.0.0.1': probes, the exporter, this
+/// sidecar, which must set `gtid_slave_pos` on a read-only replica) and loses `READ ONLY ADMIN`
+/// from anywhere else. Kept out of the binlog like the replication account; replicas get both
+/// accounts with their clone. Skipped when the image made no root@'%' (`MARIADB_ROOT_HOST`).
+fn mariadb_local_root() -> String {
+    format!(
+        r#"  root_password=${{{ENV_ROOT_PASSWORD}//\\/\\\\}}
+  root_password=${{root_password//\'/\\\'}}
+  mariadb -h 127.0.0.1 -u root <<SQL
+SET SESSION sql_log_bin = 0;
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '$root_password';
+ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '$root_password';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+SQL
+  remote_root=$(mariadb -h 127.0.0.1 -u root -N -e "SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'root' AND Host = '%'")
+  if [[ $remote_root == 1 ]]; then
+    mariadb -h 127.0.0.1 -u root -e "SET SESSION sql_log_bin = 0; REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'"
+  fi
+"#
     )
 }
 
@@ -362,6 +391,23 @@ mod tests {
         assert!(config(Flavor::Mariadb)[1].1.contains("\nread-only\n"));
         assert!(!config(Flavor::Mariadb)[1].1.contains("super"));
         assert!(config(Flavor::Mysql84)[1].1.contains("\nsuper-read-only\n"));
+    }
+
+    #[test]
+    fn mariadb_root_is_bound_by_read_only_from_outside_the_pod() {
+        let mariadb = sidecar(Flavor::Mariadb, NAMES);
+        let revoke = mariadb.find("REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'").expect("revoked");
+        let local = mariadb.find("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION");
+        // In place before the first clone is served, so every replica's clone carries both.
+        assert!(local.expect("granted") < revoke && revoke < mariadb.find("serving clones").unwrap());
+        assert!(
+            mariadb.contains("IDENTIFIED BY '$root_password'")
+                && mariadb.contains("root_password=${MYSQL_PWD//")
+        );
+        // MySQL's super_read_only stops root already.
+        for flavor in [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57] {
+            assert!(!sidecar(flavor, NAMES).contains("READ_ONLY ADMIN"), "{flavor}");
+        }
     }
 
     #[test]

@@ -63,19 +63,30 @@ fn server_ids_are_distinct_and_one_hundred_plus_the_ordinal() {
 fn only_the_primary_is_writable_and_the_replicas_are_read_only() {
     let cluster = example_cluster();
     assert_eq!(cluster.sql(0, "SELECT @@read_only"), "0");
+    assert_eq!(
+        cluster.sql(0, "SELECT CURRENT_USER()"),
+        "root@%",
+        "the test is a client from outside the pods"
+    );
     cluster.sql(0, TABLE);
-    // An application account, created on the primary and replicated: MariaDB's read_only stops
-    // every account without READ ONLY ADMIN. (root has it, see the README's limits.)
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'primary')");
+    // An application account too, created on the primary and replicated.
     cluster.sql(0, "CREATE USER app@'%' IDENTIFIED BY 'app-pass'; GRANT INSERT, SELECT ON shop.* TO app@'%'");
     cluster
-        .sql_as(0, "app", "app-pass", "INSERT INTO shop.orders VALUES (1, 'primary')")
+        .sql_as(0, "app", "app-pass", "INSERT INTO shop.orders VALUES (2, 'app')")
         .expect("the primary is writable");
     for ordinal in 1..3 {
         assert_eq!(cluster.sql(ordinal, "SELECT @@read_only"), "1", "member {ordinal}");
-        cluster.wait_for(ordinal, "SELECT COUNT(*) FROM mysql.user WHERE user = 'app'", "1");
-        let refused =
-            cluster.sql_as(ordinal, "app", "app-pass", "INSERT INTO shop.orders VALUES (2, 'replica')");
-        let error = refused.expect_err("a replica refuses writes");
+        cluster.wait_for(ordinal, "SELECT COUNT(*) FROM shop.orders", "2");
+        let app = cluster.sql_as(ordinal, "app", "app-pass", "INSERT INTO shop.orders VALUES (3, 'replica')");
+        let error = app.expect_err("a replica refuses the application's writes");
+        assert!(error.contains("--read-only"), "member {ordinal}: {error}");
+        // MariaDB's read_only doesn't stop READ ONLY ADMIN, which root@'%' had: the sidecar
+        // takes it away, so root from outside the pod can't write to a replica either.
+        let password = cluster.manifests.secret_value("root-password");
+        let root =
+            cluster.sql_as(ordinal, "root", &password, "INSERT INTO shop.orders VALUES (3, 'replica')");
+        let error = root.expect_err("a replica refuses root's writes");
         assert!(error.contains("--read-only"), "member {ordinal}: {error}");
     }
 }

@@ -33,6 +33,9 @@ const IMAGES: [(&str, &[&str], &[&str]); 2] = [
     ("mariadb:10.11", &["tests/e2e/image/docker-entrypoint.sh"], &["mariadbd"]),
 ];
 
+/// The client's address on the pods' network (the pods have 10 and up).
+const CLIENT_ADDRESS: &str = "10.244.0.2";
+
 /// Grace period of a pod deletion before SIGKILL (terminationGracePeriodSeconds, shortened).
 pub const GRACE: Duration = Duration::from_secs(10);
 
@@ -188,6 +191,10 @@ impl Cluster {
         };
         run(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"]);
         run(&["ip", "-n", &switch, "link", "set", "br0", "up"]);
+        // Where the test's SQL comes from: a client elsewhere in the cluster, like the tutorial's
+        // `kubectl run mysql-client`, which the servers see as root@'%', not as a local account.
+        let client = cluster.client_namespace();
+        cluster.plug(&client, "vclient", CLIENT_ADDRESS);
         // A wrong name fails fast and locally instead of asking the host's resolver.
         fs::write(cluster.dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n")
             .expect("writing resolv.conf");
@@ -201,6 +208,10 @@ impl Cluster {
 
     fn namespace(&self, ordinal: u32) -> String {
         format!("{}-{ordinal}", self.prefix)
+    }
+
+    fn client_namespace(&self) -> String {
+        format!("{}-client", self.prefix)
     }
 
     fn address(ordinal: u32) -> String {
@@ -231,31 +242,24 @@ impl Cluster {
     /// The pod's network namespace, plugged into the switch.
     fn ensure_network(&mut self, ordinal: u32) {
         let namespace = self.namespace(ordinal);
-        if self.namespaces.contains(&namespace) {
-            return;
+        if !self.namespaces.contains(&namespace) {
+            self.plug(&namespace, &format!("vp{ordinal}"), &Cluster::address(ordinal));
+            self.write_hosts(ordinal + 1);
         }
+    }
+
+    /// A new network namespace with address `address` on the switch's bridge, through the veth
+    /// `port` (its end in the switch) and `eth0`.
+    fn plug(&mut self, namespace: &str, port: &str, address: &str) {
         let switch = self.namespaces[0].clone();
-        run(&["ip", "netns", "add", &namespace]);
-        self.namespaces.push(namespace.clone());
-        let port = format!("vp{ordinal}");
-        run(&[
-            "ip", "-n", &switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-            &namespace,
-        ]);
-        run(&["ip", "-n", &switch, "link", "set", &port, "master", "br0", "up"]);
-        run(&[
-            "ip",
-            "-n",
-            &namespace,
-            "addr",
-            "add",
-            &format!("{}/24", Cluster::address(ordinal)),
-            "dev",
-            "eth0",
-        ]);
-        run(&["ip", "-n", &namespace, "link", "set", "eth0", "up"]);
-        run(&["ip", "-n", &namespace, "link", "set", "lo", "up"]);
-        self.write_hosts(ordinal + 1);
+        run(&["ip", "netns", "add", namespace]);
+        self.namespaces.push(namespace.to_owned());
+        let veth = ["ip", "-n", &switch, "link", "add", port, "type", "veth", "peer", "name", "eth0"];
+        run(&[&veth[..], &["netns", namespace]].concat());
+        run(&["ip", "-n", &switch, "link", "set", port, "master", "br0", "up"]);
+        run(&["ip", "-n", namespace, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+        run(&["ip", "-n", namespace, "link", "set", "eth0", "up"]);
+        run(&["ip", "-n", namespace, "link", "set", "lo", "up"]);
     }
 
     /// Starts members `0..replicas` that don't run, in order, each Ready before the next
@@ -514,25 +518,17 @@ impl Cluster {
         supervisor.unwrap_or_else(|| panic!("member {ordinal} has no container {container}")).restarts()
     }
 
-    /// Runs SQL on member `ordinal` over TCP as `user`, from inside its network namespace, as a
-    /// client in the cluster would: tab-separated rows, or the client's error.
+    /// Runs SQL on member `ordinal` as `user` from the client's namespace, over the pods'
+    /// network: tab-separated rows, or the client's error.
     pub fn sql_as(&self, ordinal: u32, user: &str, password: &str, sql: &str) -> Result<String, String> {
         self.client(ordinal, user, password, &["--skip-column-names", "-e", sql])
     }
 
     fn client(&self, ordinal: u32, user: &str, password: &str, args: &[&str]) -> Result<String, String> {
         let output = Command::new("timeout")
-            .args(["30", "ip", "netns", "exec", &self.namespace(ordinal)])
-            .args([
-                "mariadb",
-                "--no-defaults",
-                "--connect-timeout=5",
-                "--batch",
-                "-h",
-                "127.0.0.1",
-                "-u",
-                user,
-            ])
+            .args(["30", "ip", "netns", "exec", &self.client_namespace()])
+            .args(["mariadb", "--no-defaults", "--connect-timeout=5", "--batch", "-u", user])
+            .args(["-h", &Cluster::address(ordinal)])
             .args(args)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
