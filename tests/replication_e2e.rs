@@ -49,6 +49,8 @@ fn three_members_come_up_without_restarts_or_clone_retries() {
             (status["Slave_IO_Running"].as_str(), status["Slave_SQL_Running"].as_str()),
             ("Yes", "Yes")
         );
+        // By GTID even though the primary had logged nothing when they cloned: crash-safe.
+        assert_eq!(status["Using_Gtid"], "Slave_Pos", "member {ordinal}");
     }
 }
 
@@ -104,9 +106,9 @@ fn a_row_written_on_the_primary_reaches_every_replica() {
 
 #[test]
 fn scaling_to_four_clones_from_a_replica_and_replicates() {
-    // The primary alone takes writes first, so the replicas clone a GTID position and member 3
-    // clones from a GTID replica: the backup's two-statement slave_info. (The other scenarios
-    // clone before any write: binlog file and position.)
+    // The primary alone takes writes first, so the replicas clone a non-empty GTID position
+    // (the other scenarios clone before any write: an empty one), and member 3 clones from a
+    // GTID replica: the backup's two-statement slave_info.
     let mut cluster = Cluster::start(example(), 1);
     cluster.sql(0, TABLE);
     cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'before')");
@@ -185,5 +187,31 @@ fn replicas_catch_up_after_the_primary_is_deleted_and_restarted() {
     // The replicas reconnect on their own (MASTER_CONNECT_RETRY).
     for ordinal in 1..3 {
         cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 2", "after");
+    }
+}
+
+#[test]
+fn replicas_whose_server_is_killed_restart_and_catch_up() {
+    let cluster = example_cluster();
+    cluster.sql(0, TABLE);
+    // Many small transactions, so each replica is killed in the middle of applying them. A
+    // replica that kept its place in a file (relay-log.info) applied some again on restart and
+    // stopped on a duplicate key. Member 1 cloned the primary's backup, member 2 a replica's.
+    for (ordinal, first_id) in [(1, 1), (2, 1001)] {
+        let rows: Vec<String> = (first_id..first_id + 300)
+            .map(|id| format!("INSERT INTO shop.orders VALUES ({id}, 'row')"))
+            .collect();
+        cluster.sql(0, &rows.join("; "));
+        cluster.crash(ordinal, "mysql");
+    }
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (5000, 'after')");
+    for ordinal in 1..3 {
+        cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 5000", "after");
+        assert_eq!(cluster.sql(ordinal, "SELECT COUNT(*) FROM shop.orders"), "601");
+        let status = cluster.replica_status(ordinal);
+        assert_eq!(
+            (status["Slave_IO_Running"].as_str(), status["Slave_SQL_Running"].as_str()),
+            ("Yes", "Yes")
+        );
     }
 }

@@ -150,6 +150,11 @@ impl Supervisor {
         self.state.restarts.load(Ordering::Relaxed)
     }
 
+    /// SIGKILLs the container's PID 1, as a crash or the OOM killer would; it is restarted.
+    pub fn crash(&self) {
+        kill(self.state.pid1.load(Ordering::Acquire), "KILL");
+    }
+
     /// Runs, and passes its readiness probe if it has one. An error when it can't be started.
     pub fn is_ready(&self) -> Result<bool, String> {
         if let Some(failure) = self.state.failure.lock().unwrap().clone() {

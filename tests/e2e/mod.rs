@@ -511,11 +511,28 @@ impl Cluster {
         }
     }
 
-    /// How often container `container` of member `ordinal` was restarted.
-    pub fn restarts(&self, ordinal: u32, container: &str) -> u32 {
+    fn supervisor(&self, ordinal: u32, container: &str) -> &Supervisor {
         let pod = self.pods.get(&ordinal).unwrap_or_else(|| panic!("member {ordinal} doesn't run"));
         let supervisor = pod.iter().find(|c| c.name() == container);
-        supervisor.unwrap_or_else(|| panic!("member {ordinal} has no container {container}")).restarts()
+        supervisor.unwrap_or_else(|| panic!("member {ordinal} has no container {container}"))
+    }
+
+    /// How often container `container` of member `ordinal` was restarted.
+    pub fn restarts(&self, ordinal: u32, container: &str) -> u32 {
+        self.supervisor(ordinal, container).restarts()
+    }
+
+    /// Kills container `container` of member `ordinal` with SIGKILL, waits for its restart and
+    /// for the pod to be Ready again.
+    pub fn crash(&self, ordinal: u32, container: &str) {
+        let restarts = self.restarts(ordinal, container);
+        self.supervisor(ordinal, container).crash();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.restarts(ordinal, container) == restarts {
+            assert!(Instant::now() < deadline, "{container} of member {ordinal} was not restarted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ready(ordinal);
     }
 
     /// Runs SQL on member `ordinal` as `user` from the client's namespace, over the pods'
