@@ -103,6 +103,24 @@ impl Flavor {
         if self.is_mariadb() { "read-only" } else { "super-read-only" }
     }
 
+    /// replica.cnf lines that make a replica survive its own crash (a SIGKILL, the OOM killer, a
+    /// node failure) without applying a transaction twice. The applier's position must be saved
+    /// in the same transaction as the data (an InnoDB table), and the relay log, which may end
+    /// torn or hold events fetched twice, be fetched again from that position. MySQL 8.0 and 8.4
+    /// keep the position in a table already and need `relay-log-recovery`; 5.7 keeps both
+    /// positions in files by default. MariaDB replicates by GTID instead (see
+    /// `scripts::clone`): its `gtid_slave_pos` is such a table, and a GTID replica fetches its
+    /// relay log again on every start.
+    pub fn replica_crash_safety(self) -> &'static [&'static str] {
+        match self {
+            Flavor::Mysql57 => {
+                &["master-info-repository=TABLE", "relay-log-info-repository=TABLE", "relay-log-recovery=ON"]
+            }
+            Flavor::Mysql84 | Flavor::Mysql80 => &["relay-log-recovery=ON"],
+            Flavor::Mariadb => &[],
+        }
+    }
+
     pub fn transport(self) -> Transport {
         if self == Flavor::Mysql57 { Transport::Ncat } else { Transport::Socat }
     }

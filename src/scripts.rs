@@ -13,7 +13,11 @@
 //! - the coordinates are consumed before mysqld starts, so the image entrypoint's `chown` of the
 //!   datadir can't race the sidecar deleting files;
 //! - replication uses a dedicated account whose password comes from the Secret, never root with an
-//!   empty password; passwords travel by environment and stdin, never on a command line.
+//!   empty password; passwords travel by environment and stdin, never on a command line;
+//! - on MariaDB, root from outside the pod is bound by `read_only` like every other account (the
+//!   tutorial's replicas accepted root's writes there, and diverged);
+//! - replicas survive their own crash: MariaDB replicates by GTID, MySQL recovers its relay log
+//!   (and 5.7 keeps its positions in tables), where the tutorial's applied transactions twice.
 //!
 //! Each script starts with a block of shell variables (names are DNS labels, safe unquoted inside
 //! single quotes) followed by a literal body, so the bodies need no escaping.
@@ -127,19 +131,42 @@ fn coordinates(flavor: Flavor) -> String {
         Dialect::SourceReplica => ("SOURCE_LOG_FILE", "SOURCE_LOG_POS", "CHANGE REPLICATION SOURCE TO"),
         Dialect::MasterSlave | Dialect::Mariadb => ("MASTER_LOG_FILE", "MASTER_LOG_POS", "CHANGE MASTER TO"),
     };
-    // MariaDB: a GTID position, when the backup has one, survives binlog purges and restarts.
-    let (gtid_init, gtid_re, gtid_from_slave_info, gtid_column, gtid_statement) = if flavor.is_mariadb() {
+    // MariaDB replicates by GTID, always: a file/position replica keeps its place in
+    // relay-log.info, so after a crash it applies transactions again and stops on a duplicate,
+    // while `gtid_slave_pos` is an InnoDB table updated with each transaction.
+    let (gtid_init, gtid_re, gtid_from_slave_info, gtid_column, gtid_from_binlog_info, statement) = if flavor
+        .is_mariadb()
+    {
         (
-            " gtid=''",
+            " gtid='' by_gtid=''",
             "gtid_re=\"gtid_slave_pos[[:space:]]*=[[:space:]]*'([^']*)'\"\n",
-            "  if [[ $info =~ $gtid_re ]]; then\n    gtid=${BASH_REMATCH[1]}\n  fi\n",
+            "  if [[ $info =~ $gtid_re ]]; then\n    gtid=${BASH_REMATCH[1]} by_gtid=1\n  fi\n",
             "gtid ",
+            "  # The primary's GTID position: empty while it has logged no transaction, and replicating\n  \
+                 # from an empty position starts at the beginning of its binlog.\n  by_gtid=1\n",
             format!(
-                "if [[ -n $gtid ]]; then\n  echo \"SET GLOBAL gtid_slave_pos='$gtid'; {change} MASTER_USE_GTID=slave_pos\" > {PENDING_SQL}\nel"
+                r#"if [[ -n $by_gtid ]]; then
+  echo "SET GLOBAL gtid_slave_pos='$gtid'; {change} MASTER_USE_GTID=slave_pos" > {PENDING_SQL}
+elif [[ -n $file && -n $pos ]]; then
+  # A replica that has applied no transaction by GTID yet writes a file and position instead. Its
+  # gtid_slave_pos, restored with the data (an InnoDB table), is where that data stands.
+  echo "{change} MASTER_USE_GTID=slave_pos" > {PENDING_SQL}
+"#
             ),
         )
     } else {
-        ("", "", "", "", String::new())
+        (
+            "",
+            "",
+            "",
+            "",
+            "",
+            format!(
+                r#"if [[ -n $file && -n $pos ]]; then
+  echo "{change} {file_key}='$file', {pos_key}=$pos" > {PENDING_SQL}
+"#
+            ),
+        )
     };
     format!(
         r#"file='' pos=''{gtid_init}
@@ -159,10 +186,8 @@ if [[ ${{#slave_info[@]}} -gt 0 && -s ${{slave_info[0]}} ]]; then
 elif [[ ${{#binlog_info[@]}} -gt 0 && -s ${{binlog_info[0]}} ]]; then
   # Columns: file, position and, with GTIDs, the GTID set; split on whitespace.
   read -r file pos {gtid_column}_ < "${{binlog_info[0]}}" || true
-fi
-{gtid_statement}if [[ -n $file && -n $pos ]]; then
-  echo "{change} {file_key}='$file', {pos_key}=$pos" > {PENDING_SQL}
-else
+{gtid_from_binlog_info}fi
+{statement}else
   echo "the backup carries no replication coordinates" >&2
   exit 1
 fi
@@ -201,6 +226,7 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
             format!("{tool} --backup --slave-info --stream=xbstream --host=127.0.0.1 --user=root")
         }
     };
+    let local_root = if flavor.is_mariadb() { mariadb_local_root() } else { String::new() };
     let serve = match flavor.transport() {
         Transport::Ncat => {
             format!(r#"ncat --listen --keep-open --send-only --max-conns=1 "$port" -c "{backup}" &"#)
@@ -235,7 +261,7 @@ CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password';
 ALTER USER '{user}'@'%' IDENTIFIED BY '$password';
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%';
 SQL
-fi
+{local_root}fi
 if [[ -f {PENDING_SQL} ]]; then
   echo "starting replication from $primary at the clone's position"
   {client} -h 127.0.0.1 -u root <<SQL
@@ -254,6 +280,32 @@ wait "$listener"
         sts = names.statefulset,
         svc = names.service,
         first = names.first_ordinal,
+    )
+}
+
+/// MariaDB's `read_only` doesn't stop accounts holding `READ ONLY ADMIN`, and root@'%' (the
+/// account clients reach through the Services) has it: a client could write to a replica, which
+/// diverges and stops replicating at the primary's next conflicting row. MySQL's
+/// `super_read_only` stops root too. So, on the primary, with root's password from the Secret:
+/// root keeps every privilege from inside the pod (root@'127.0.0.1': probes, the exporter, this
+/// sidecar, which must set `gtid_slave_pos` on a read-only replica) and loses `READ ONLY ADMIN`
+/// from anywhere else. Kept out of the binlog like the replication account; replicas get both
+/// accounts with their clone. Skipped when the image made no root@'%' (`MARIADB_ROOT_HOST`).
+fn mariadb_local_root() -> String {
+    format!(
+        r#"  root_password=${{{ENV_ROOT_PASSWORD}//\\/\\\\}}
+  root_password=${{root_password//\'/\\\'}}
+  mariadb -h 127.0.0.1 -u root <<SQL
+SET SESSION sql_log_bin = 0;
+CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '$root_password';
+ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '$root_password';
+GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION;
+SQL
+  remote_root=$(mariadb -h 127.0.0.1 -u root -N -e "SELECT COUNT(*) FROM mysql.global_priv WHERE User = 'root' AND Host = '%'")
+  if [[ $remote_root == 1 ]]; then
+    mariadb -h 127.0.0.1 -u root -e "SET SESSION sql_log_bin = 0; REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'"
+  fi
+"#
     )
 }
 
@@ -294,7 +346,11 @@ pub fn config(flavor: Flavor) -> [(&'static str, String); 2] {
         (CONFIG_PRIMARY, "# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n".into()),
         (
             CONFIG_REPLICA,
-            format!("# Applied on the other members (replicas).\n[mysqld]\n{}\n", flavor.read_only_option()),
+            format!(
+                "# Applied on the other members (replicas).\n[mysqld]\n{}\n{}",
+                flavor.read_only_option(),
+                flavor.replica_crash_safety().iter().map(|line| format!("{line}\n")).collect::<String>()
+            ),
         ),
     ]
 }
@@ -362,6 +418,58 @@ mod tests {
         assert!(config(Flavor::Mariadb)[1].1.contains("\nread-only\n"));
         assert!(!config(Flavor::Mariadb)[1].1.contains("super"));
         assert!(config(Flavor::Mysql84)[1].1.contains("\nsuper-read-only\n"));
+    }
+
+    #[test]
+    fn mariadb_replicates_by_gtid_also_from_a_primary_that_logged_nothing_yet() {
+        let script = clone(Flavor::Mariadb, NAMES);
+        let binlog_branch = &script[script.find("elif [[ ${#binlog_info[@]}").unwrap()..];
+        let binlog_branch = &binlog_branch[..binlog_branch.find("\nfi\n").unwrap()];
+        assert!(binlog_branch.contains("read -r file pos gtid _") && binlog_branch.contains("by_gtid=1"));
+        assert!(script.contains("gtid=${BASH_REMATCH[1]} by_gtid=1"), "a GTID replica's backup");
+        assert!(script.contains("if [[ -n $by_gtid ]]; then"), "not only when the GTID is non-empty");
+        // A backup of a replica that applied nothing by GTID carries a file and position: GTID
+        // all the same, from the position restored with the data.
+        assert!(
+            script.contains("echo \"CHANGE MASTER TO MASTER_USE_GTID=slave_pos\" > change_master_to.sql.in")
+        );
+        assert!(!script.contains("MASTER_LOG_FILE='$file'"));
+        for flavor in [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57] {
+            assert!(!clone(flavor, NAMES).contains("gtid"), "{flavor}");
+        }
+    }
+
+    #[test]
+    fn mysql_replicas_are_crash_safe() {
+        let replica = |flavor| config(flavor)[1].1.clone();
+        for flavor in [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57] {
+            assert!(replica(flavor).contains("\nrelay-log-recovery=ON\n"), "{flavor}");
+        }
+        assert!(replica(Flavor::Mysql57).contains("\nrelay-log-info-repository=TABLE\n"));
+        assert!(replica(Flavor::Mysql57).contains("\nmaster-info-repository=TABLE\n"));
+        // Removed in 8.4 (mysqld would refuse to start), the default since 8.0.2.
+        assert!(
+            !replica(Flavor::Mysql84).contains("repository")
+                && !replica(Flavor::Mysql80).contains("repository")
+        );
+        assert!(!config(Flavor::Mysql84)[0].1.contains("relay-log"), "replicas only");
+    }
+
+    #[test]
+    fn mariadb_root_is_bound_by_read_only_from_outside_the_pod() {
+        let mariadb = sidecar(Flavor::Mariadb, NAMES);
+        let revoke = mariadb.find("REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'").expect("revoked");
+        let local = mariadb.find("GRANT ALL PRIVILEGES ON *.* TO 'root'@'127.0.0.1' WITH GRANT OPTION");
+        // In place before the first clone is served, so every replica's clone carries both.
+        assert!(local.expect("granted") < revoke && revoke < mariadb.find("serving clones").unwrap());
+        assert!(
+            mariadb.contains("IDENTIFIED BY '$root_password'")
+                && mariadb.contains("root_password=${MYSQL_PWD//")
+        );
+        // MySQL's super_read_only stops root already.
+        for flavor in [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57] {
+            assert!(!sidecar(flavor, NAMES).contains("READ_ONLY ADMIN"), "{flavor}");
+        }
     }
 
     #[test]

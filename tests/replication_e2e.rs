@@ -1,131 +1,136 @@
-//! End-to-end: the expanded `mariadb` flavor runs for real, without Kubernetes. What
-//! `mysql-webhook mutate --with-secret` emits is run by the pod runner in `e2e/` (network
-//! namespaces, per-container UTS/mount/PID namespaces, Debian's MariaDB, mariadb-backup, socat),
-//! and each test asserts that the members really form a replicating cluster.
+//! End-to-end: the expanded `mariadb` example runs for real, without Kubernetes. What
+//! `mysql-webhook mutate --with-secret` emits for `deploy/examples/mariadb.yaml` is run by the pod
+//! runner in `e2e/` (network namespaces, per-container UTS/mount/PID namespaces, Debian's MariaDB,
+//! mariadb-backup and socat), and each test asserts that the members really form a replicating
+//! cluster. Each test brings up its own cluster (about 10 s), so they run in parallel and alone.
 //!
-//! Needs root and `apt-get install mariadb-server mariadb-backup mariadb-client socat`
-//! (`.ci/run` does both); fails with that message otherwise.
-//! Run alone: `cargo test --release --test replication_e2e`.
+//! Needs root and `apt-get install mariadb-server mariadb-client mariadb-backup socat` (`.ci/run`
+//! does both); fails with that message otherwise. Run alone:
+//! `cargo test --release --test replication_e2e` (add `-- --nocapture` for the timings).
 
 mod e2e;
 
 use e2e::{Cluster, GRACE, Manifests};
-use serde_json::json;
 
-/// A three-member MariaDB StatefulSet as a user writes it, in the `default` namespace.
-fn cluster(replicas: u32) -> Cluster {
-    e2e::require_environment();
-    let input = json!({
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "db", "annotations": {"mysql-webhook.io/replicated": "true"}},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {
-                "metadata": {"labels": {"app": "db"}},
-                "spec": {"containers": [{"name": "mysql", "image": "mariadb:11.4"}]}
-            }
-        }
-    });
-    let mut cluster = Cluster::new(Manifests::expand(&input));
-    cluster.scale(replicas);
-    cluster
+/// The README's MariaDB example (`mysql`, three members, `mariadb:11.4`), expanded and started.
+fn example_cluster() -> Cluster {
+    let manifests = example();
+    let replicas = manifests.replicas();
+    assert_eq!(replicas, 3);
+    Cluster::start(manifests, replicas)
 }
 
-const TABLE: &str = "CREATE DATABASE IF NOT EXISTS shop; CREATE TABLE IF NOT EXISTS shop.orders (id INT PRIMARY KEY, item VARCHAR(20))";
+fn example() -> Manifests {
+    Manifests::mutate("deploy/examples/mariadb.yaml")
+}
+
+const TABLE: &str = "CREATE DATABASE IF NOT EXISTS shop; \
+                     CREATE TABLE IF NOT EXISTS shop.orders (id INT PRIMARY KEY, item VARCHAR(20))";
+
+const SIDECAR: &str = "mariadb-backup";
 
 #[test]
-fn three_members_come_up_with_distinct_server_ids_and_only_the_primary_writable() {
-    let cluster = cluster(3);
+fn three_members_come_up_without_restarts_or_clone_retries() {
+    let cluster = example_cluster();
     for ordinal in 0..3 {
-        assert_eq!(
-            cluster.sql(ordinal, "SELECT @@server_id"),
-            (100 + ordinal).to_string(),
-            "server-id = 100 + ordinal"
-        );
-        let read_only = if ordinal == 0 { "0" } else { "1" };
-        assert_eq!(cluster.sql(ordinal, "SELECT @@read_only"), read_only, "member {ordinal}");
-    }
-    for ordinal in 0..3 {
-        for container in ["mysql", "mariadb-backup"] {
+        assert_eq!(cluster.sql(ordinal, "SELECT 1"), "1", "member {ordinal} serves queries");
+        for container in ["mysql", SIDECAR] {
             assert_eq!(cluster.restarts(ordinal, container), 0, "{container} of member {ordinal} restarted");
         }
     }
-    // The sidecar is ready only once it serves clones, so no clone ever hits a closed port.
+    // The sidecar is Ready only once it serves clones, so the next member's clone never hits a
+    // closed port.
     for ordinal in 1..3 {
-        assert!(
-            !cluster.log(ordinal, "clone-mysql").contains("(attempt 2)"),
-            "member {ordinal} had to retry its clone"
+        let clone = cluster.log(ordinal, "clone-mysql");
+        assert!(clone.contains("(attempt 1)"), "member {ordinal} cloned:\n{clone}");
+        assert!(!clone.contains("(attempt 2)"), "member {ordinal} had to retry its clone:\n{clone}");
+        let status = cluster.replica_status(ordinal);
+        assert_eq!(
+            (status["Slave_IO_Running"].as_str(), status["Slave_SQL_Running"].as_str()),
+            ("Yes", "Yes")
         );
+        // By GTID even though the primary had logged nothing when they cloned: crash-safe.
+        assert_eq!(status["Using_Gtid"], "Slave_Pos", "member {ordinal}");
     }
+}
+
+#[test]
+fn server_ids_are_distinct_and_one_hundred_plus_the_ordinal() {
+    let cluster = example_cluster();
+    let ids: Vec<String> = (0..3).map(|ordinal| cluster.sql(ordinal, "SELECT @@server_id")).collect();
+    assert_eq!(ids, ["100", "101", "102"]);
+}
+
+#[test]
+fn only_the_primary_is_writable_and_the_replicas_are_read_only() {
+    let cluster = example_cluster();
+    assert_eq!(cluster.sql(0, "SELECT @@read_only"), "0");
+    assert_eq!(
+        cluster.sql(0, "SELECT CURRENT_USER()"),
+        "root@%",
+        "the test is a client from outside the pods"
+    );
     cluster.sql(0, TABLE);
     cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'primary')");
-    // A replica refuses writes from an account without READ ONLY ADMIN (MariaDB's read_only
-    // does not stop root, which has it: see the README's limits).
-    cluster.wait_for(1, "SELECT COUNT(*) FROM shop.orders", "1");
-    cluster.sql(1, "CREATE USER IF NOT EXISTS app@'%' IDENTIFIED BY 'app-pass'; GRANT INSERT, SELECT ON shop.* TO app@'%'");
-    let refused =
-        cluster.sql_as(1, "app", "app-pass", "INSERT INTO shop.orders VALUES (2, 'replica')").unwrap_err();
-    assert!(refused.contains("--read-only"), "{refused}");
+    // An application account too, created on the primary and replicated.
+    cluster.sql(0, "CREATE USER app@'%' IDENTIFIED BY 'app-pass'; GRANT INSERT, SELECT ON shop.* TO app@'%'");
+    cluster
+        .sql_as(0, "app", "app-pass", "INSERT INTO shop.orders VALUES (2, 'app')")
+        .expect("the primary is writable");
+    for ordinal in 1..3 {
+        assert_eq!(cluster.sql(ordinal, "SELECT @@read_only"), "1", "member {ordinal}");
+        cluster.wait_for(ordinal, "SELECT COUNT(*) FROM shop.orders", "2");
+        let app = cluster.sql_as(ordinal, "app", "app-pass", "INSERT INTO shop.orders VALUES (3, 'replica')");
+        let error = app.expect_err("a replica refuses the application's writes");
+        assert!(error.contains("--read-only"), "member {ordinal}: {error}");
+        // MariaDB's read_only doesn't stop READ ONLY ADMIN, which root@'%' had: the sidecar
+        // takes it away, so root from outside the pod can't write to a replica either.
+        let password = cluster.manifests.secret_value("root-password");
+        let root =
+            cluster.sql_as(ordinal, "root", &password, "INSERT INTO shop.orders VALUES (3, 'replica')");
+        let error = root.expect_err("a replica refuses root's writes");
+        assert!(error.contains("--read-only"), "member {ordinal}: {error}");
+    }
 }
 
 #[test]
 fn a_row_written_on_the_primary_reaches_every_replica() {
-    let cluster = cluster(3);
+    let cluster = example_cluster();
     cluster.sql(0, TABLE);
     cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'keyboard')");
     for ordinal in 1..3 {
-        cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 1", "keyboard");
+        let lag = cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 1", "keyboard");
+        eprintln!("the row reached member {ordinal} within {} ms", lag.as_millis());
     }
-}
-
-#[test]
-fn replication_runs_as_the_replication_user_with_the_generated_password() {
-    let cluster = cluster(3);
-    for ordinal in 1..3 {
-        let status = cluster.replica_status(ordinal);
-        assert_eq!(status["Master_User"], "replication", "member {ordinal}");
-        assert_eq!(status["Master_Host"], "db-0.db");
-        assert_eq!(status["Slave_IO_Running"], "Yes", "{status:?}");
-        assert_eq!(status["Slave_SQL_Running"], "Yes", "{status:?}");
-    }
-    let replication_password = cluster.manifests.secret_value("replication-password");
-    assert_eq!(replication_password.len(), 32);
-    cluster
-        .sql_as(0, "replication", &replication_password, "SELECT 1")
-        .expect("the replication account has the Secret's password");
-    let root_password = cluster.manifests.secret_value("root-password");
-    assert_ne!(root_password, replication_password);
-    let empty = cluster.sql_as(0, "root", "", "SELECT 1").unwrap_err();
-    assert!(empty.contains("Access denied"), "root never has an empty password: {empty}");
 }
 
 #[test]
 fn scaling_to_four_clones_from_a_replica_and_replicates() {
-    let mut cluster = cluster(3);
+    // The primary alone takes writes first, so the replicas clone a non-empty GTID position
+    // (the other scenarios clone before any write: an empty one), and member 3 clones from a
+    // GTID replica: the backup's two-statement slave_info.
+    let mut cluster = Cluster::start(example(), 1);
     cluster.sql(0, TABLE);
     cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'before')");
+    cluster.scale(3);
     cluster.wait_for(2, "SELECT COUNT(*) FROM shop.orders", "1");
     cluster.scale(4);
-    assert!(
-        cluster.log(3, "clone-mysql").contains("cloning from db-2.db:3307"),
-        "member 3 clones from member 2"
-    );
+    let clone = cluster.log(3, "clone-mysql");
+    assert!(clone.contains("cloning from mysql-2.mysql:3307"), "member 3 clones from member 2:\n{clone}");
     cluster.wait_for(3, "SELECT item FROM shop.orders WHERE id = 1", "before");
     cluster.sql(0, "INSERT INTO shop.orders VALUES (2, 'after')");
     cluster.wait_for(3, "SELECT item FROM shop.orders WHERE id = 2", "after");
-    assert_eq!(
-        cluster.replica_status(3)["Master_Host"],
-        "db-0.db",
-        "it replicates from the primary, not from its donor"
-    );
+    for ordinal in 1..4 {
+        let status = cluster.replica_status(ordinal);
+        assert_eq!(status["Master_Host"], "mysql-0.mysql", "member {ordinal} replicates from the primary");
+        assert_eq!(status["Using_Gtid"], "Slave_Pos", "member {ordinal}");
+    }
     assert_eq!(cluster.sql(3, "SELECT @@server_id"), "103");
 }
 
 #[test]
-fn restarting_member_1_does_not_clone_again_and_replication_resumes() {
-    let mut cluster = cluster(3);
+fn deleting_and_restarting_member_1_does_not_clone_again_and_replication_resumes() {
+    let mut cluster = example_cluster();
     cluster.sql(0, TABLE);
     cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'before')");
     cluster.wait_for(1, "SELECT COUNT(*) FROM shop.orders", "1");
@@ -134,14 +139,79 @@ fn restarting_member_1_does_not_clone_again_and_replication_resumes() {
     assert!(took < GRACE, "deleting member 1 took {took:?}: a container ignored SIGTERM");
     cluster.sql(0, "INSERT INTO shop.orders VALUES (2, 'while away')");
     cluster.start_pod(1);
-    assert!(cluster.log(1, "clone-mysql").contains("data directory already initialised, nothing to clone"));
-    assert_eq!(
-        cluster.log(1, "clone-mysql").matches("cloning from").count(),
-        1,
-        "cloned once, at the first start"
-    );
+    let clone = cluster.log(1, "clone-mysql");
+    assert!(clone.contains("data directory already initialised, nothing to clone"), "{clone}");
+    assert_eq!(clone.matches("cloning from").count(), 1, "cloned once, at the first start:\n{clone}");
     cluster.wait_for(1, "SELECT item FROM shop.orders WHERE id = 2", "while away");
     cluster.sql(0, "INSERT INTO shop.orders VALUES (3, 'after')");
     cluster.wait_for(1, "SELECT item FROM shop.orders WHERE id = 3", "after");
-    assert_eq!(cluster.replica_status(1)["Slave_IO_Running"], "Yes");
+    let status = cluster.replica_status(1);
+    assert_eq!((status["Slave_IO_Running"].as_str(), status["Slave_SQL_Running"].as_str()), ("Yes", "Yes"));
+}
+
+#[test]
+fn replication_runs_as_the_replication_user_with_the_generated_password() {
+    let cluster = example_cluster();
+    let replication_password = cluster.manifests.secret_value("replication-password");
+    let root_password = cluster.manifests.secret_value("root-password");
+    assert_eq!(replication_password.len(), 32, "generated: 32 characters");
+    assert_ne!(root_password, replication_password);
+    for ordinal in 1..3 {
+        let status = cluster.replica_status(ordinal);
+        assert_eq!(status["Master_User"], "replication", "member {ordinal}");
+        assert_eq!(status["Master_Host"], "mysql-0.mysql", "member {ordinal}");
+    }
+    cluster
+        .sql_as(0, "replication", &replication_password, "SELECT 1")
+        .expect("the replication account has the Secret's password");
+    // root: the Secret's password on every member (the replicas got it through the clone), and
+    // never an empty one.
+    for ordinal in 0..3 {
+        cluster.sql_as(ordinal, "root", &root_password, "SELECT 1").expect("root has the Secret's password");
+        let empty = cluster.sql_as(ordinal, "root", "", "SELECT 1").expect_err("root has a password");
+        assert!(empty.contains("Access denied"), "member {ordinal}: {empty}");
+    }
+}
+
+#[test]
+fn replicas_catch_up_after_the_primary_is_deleted_and_restarted() {
+    let mut cluster = example_cluster();
+    cluster.sql(0, TABLE);
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'before')");
+    cluster.wait_for(2, "SELECT COUNT(*) FROM shop.orders", "1");
+    cluster.delete_pod(0);
+    cluster.start_pod(0);
+    let server = cluster.log(0, "mysql");
+    assert_eq!(server.matches("entrypoint: initialising").count(), 1, "member 0 kept its data:\n{server}");
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (2, 'after')");
+    // The replicas reconnect on their own (MASTER_CONNECT_RETRY).
+    for ordinal in 1..3 {
+        cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 2", "after");
+    }
+}
+
+#[test]
+fn replicas_whose_server_is_killed_restart_and_catch_up() {
+    let cluster = example_cluster();
+    cluster.sql(0, TABLE);
+    // Many small transactions, so each replica is killed in the middle of applying them. A
+    // replica that kept its place in a file (relay-log.info) applied some again on restart and
+    // stopped on a duplicate key. Member 1 cloned the primary's backup, member 2 a replica's.
+    for (ordinal, first_id) in [(1, 1), (2, 1001)] {
+        let rows: Vec<String> = (first_id..first_id + 300)
+            .map(|id| format!("INSERT INTO shop.orders VALUES ({id}, 'row')"))
+            .collect();
+        cluster.sql(0, &rows.join("; "));
+        cluster.crash(ordinal, "mysql");
+    }
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (5000, 'after')");
+    for ordinal in 1..3 {
+        cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 5000", "after");
+        assert_eq!(cluster.sql(ordinal, "SELECT COUNT(*) FROM shop.orders"), "601");
+        let status = cluster.replica_status(ordinal);
+        assert_eq!(
+            (status["Slave_IO_Running"].as_str(), status["Slave_SQL_Running"].as_str()),
+            ("Yes", "Yes")
+        );
+    }
 }

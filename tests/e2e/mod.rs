@@ -1,69 +1,94 @@
 //! A pod runner for the end-to-end test: runs what `mysql-webhook mutate --with-secret` emits as
-//! local processes, the way the kubelet would, with real MariaDB servers.
+//! local processes, the way the kubelet and the StatefulSet controller would, with real MariaDB
+//! servers. This module owns the StatefulSet's side: the emitted manifests, the pods' network,
+//! names, volumes, environment and images, OrderedReady start, pod deletion, and SQL against the
+//! members; `container` owns the processes of one container.
 //!
-//! Each pod gets its own network namespace (a veth on a bridge in a private "switch" namespace:
-//! nothing touches the host's network), and each container its own UTS, mount and PID
-//! namespaces (`unshare`), with the pod's hostname, the pod's volumes bind-mounted at the
-//! template's paths, a hosts file that resolves `<sts>-N.<service>`, and its command as PID 1.
-//! Init containers run in order with retries; containers are restarted when they exit; exec and
-//! TCP readiness probes run inside the container (`nsenter`); pods start in order, each Ready
-//! before the next (OrderedReady). Images map to host programs through [`IMAGES`]; an image not
-//! in the table fails the test. Everything is torn down on drop, also when a test fails.
-#![allow(dead_code)] // each scenario uses a different part
+//! Each pod gets its own network namespace, with a veth on a bridge in a private "switch"
+//! namespace: there is no default route and nothing is added to the host's network namespace.
+//! A hosts file bound over `/etc/hosts` resolves `<sts>-N.<service>`. Init containers run in order
+//! with retries; containers are restarted when they exit; pods start in ordinal order, each Ready
+//! before the next. Images map to host programs through [`IMAGES`]; an image not in the table
+//! fails the test. Everything is torn down on drop, also when a test fails.
+
+mod container;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use container::{Bind, ContainerSpec, Supervisor};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Probe, Secret};
-use serde_json::Value;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
 
-/// How images are run here: the image's entrypoint and command, as host programs.
-const IMAGES: [(&str, &[&str], &[&str]); 1] =
-    [("mariadb:", &["/run/e2e-image/docker-entrypoint.sh"], &["mariadbd"])];
+/// The images the runner can run, as host programs: the image's ENTRYPOINT and CMD. The host has
+/// Debian's MariaDB 10.11, its tools under the names the mariadb images use (`mariadb`,
+/// `mariadb-admin`, `mariadb-backup`, `mbstream`, `socat`), and a stand-in for the image's
+/// entrypoint.
+const IMAGES: [(&str, &[&str], &[&str]); 2] = [
+    ("mariadb:11.4", &["tests/e2e/image/docker-entrypoint.sh"], &["mariadbd"]),
+    ("mariadb:10.11", &["tests/e2e/image/docker-entrypoint.sh"], &["mariadbd"]),
+];
+
+/// The client's address on the pods' network (the pods have 10 and up).
+const CLIENT_ADDRESS: &str = "10.244.0.2";
 
 /// Grace period of a pod deletion before SIGKILL (terminationGracePeriodSeconds, shortened).
 pub const GRACE: Duration = Duration::from_secs(10);
+
+/// How long a pod may take to be Ready, an init container to finish, a row to replicate.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const INIT_TIMEOUT: Duration = Duration::from_secs(90);
+const INIT_ATTEMPTS: u64 = 3;
+const REPLICATION_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Namespaces and directories are named `<NAMESPACE_PREFIX><pid>-<cluster>-…`, so runs in
+/// parallel never collide and the leftovers of a killed run can be recognised.
+const NAMESPACE_PREFIX: &str = "mwe2e";
 
 fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
 /// Fails with what to do when the runner can't work here; never passes silently.
-pub fn require_environment() {
-    let uid = Command::new("id").arg("-u").output().expect("id runs");
+fn require_environment() {
+    let uid = Command::new("id").arg("-u").output().expect("running id -u");
     assert_eq!(
         String::from_utf8_lossy(&uid.stdout).trim(),
         "0",
         "the end-to-end test needs root (network namespaces, mounts); run it as root, as CI does"
     );
-    for tool in [
+    let tools = [
         "ip",
         "unshare",
         "nsenter",
+        "setpriv",
+        "timeout",
         "mariadbd",
+        "mariadb-install-db",
         "mariadb",
         "mariadb-admin",
         "mariadb-backup",
         "mbstream",
         "socat",
-        "mariadb-install-db",
-    ] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {tool}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        assert!(
-            found,
-            "{tool} is missing; install the test's packages: apt-get install -y mariadb-server mariadb-backup mariadb-client socat iproute2 util-linux (or run .ci/run)"
-        );
-    }
+    ];
+    let missing: Vec<&str> = tools
+        .into_iter()
+        .filter(|tool| {
+            !Command::new("bash")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the end-to-end test needs {missing:?}; install them with: apt-get install -y --no-install-recommends \
+         mariadb-server mariadb-client mariadb-backup socat iproute2 util-linux coreutils (or run .ci/run)"
+    );
 }
 
 /// What `mutate --with-secret` emitted for one StatefulSet.
@@ -74,48 +99,55 @@ pub struct Manifests {
 }
 
 impl Manifests {
-    pub fn expand(input: &Value) -> Manifests {
+    /// Runs the built binary on a manifest of the repository.
+    pub fn mutate(example: &str) -> Manifests {
+        let path = repo(example);
         let output = Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
-            .args(["mutate", "-f", "-", "--with-secret"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .and_then(|mut child| {
-                use std::io::Write;
-                child.stdin.take().unwrap().write_all(input.to_string().as_bytes())?;
-                child.wait_with_output()
-            })
-            .unwrap();
-        assert!(output.status.success(), "mutate failed: {}", String::from_utf8_lossy(&output.stderr));
-        let documents =
-            mysql_webhook::manifests::read_documents(&String::from_utf8(output.stdout).unwrap()).unwrap();
-        let find = |kind: &str| {
-            documents
-                .iter()
-                .find(|d| d["kind"] == kind)
-                .unwrap_or_else(|| panic!("no {kind} emitted"))
-                .clone()
-        };
+            .args(["mutate", "--with-secret", "-f"])
+            .arg(&path)
+            .output()
+            .expect("running mysql-webhook");
+        assert!(
+            output.status.success(),
+            "mysql-webhook mutate -f {} --with-secret: {}\n{}",
+            path.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let text = String::from_utf8(output.stdout).expect("mutate prints UTF-8");
+        let documents = mysql_webhook::manifests::read_documents(&text).expect("mutate prints manifests");
         Manifests {
-            statefulset: serde_json::from_value(find("StatefulSet")).unwrap(),
-            config_map: serde_json::from_value(find("ConfigMap")).unwrap(),
-            secret: serde_json::from_value(find("Secret")).unwrap(),
+            statefulset: find(&documents, "StatefulSet"),
+            config_map: find(&documents, "ConfigMap"),
+            secret: find(&documents, "Secret"),
         }
     }
 
     pub fn secret_value(&self, key: &str) -> String {
-        let bytes = &self.secret.data.as_ref().unwrap()[key].0;
-        String::from_utf8(bytes.clone()).unwrap()
+        let data = self.secret.data.as_ref().expect("the Secret has data");
+        let bytes = &data.get(key).unwrap_or_else(|| panic!("the Secret has no key {key}")).0;
+        String::from_utf8(bytes.clone()).expect("passwords are UTF-8")
     }
 
     fn name(&self) -> &str {
-        self.statefulset.metadata.name.as_deref().unwrap()
+        self.statefulset.metadata.name.as_deref().expect("the StatefulSet has a name")
     }
 
     fn service(&self) -> &str {
-        self.statefulset.spec.as_ref().unwrap().service_name.as_deref().unwrap()
+        self.statefulset.spec.as_ref().and_then(|s| s.service_name.as_deref()).expect("serviceName is set")
     }
+
+    /// `spec.replicas`.
+    pub fn replicas(&self) -> u32 {
+        self.statefulset.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) as u32
+    }
+}
+
+/// The one document of `kind` among what `mutate` printed.
+fn find<T: serde::de::DeserializeOwned>(documents: &[serde_json::Value], kind: &str) -> T {
+    let document = documents.iter().find(|d| d["kind"] == kind);
+    let document = document.unwrap_or_else(|| panic!("mutate emitted no {kind}")).clone();
+    serde_json::from_value(document).unwrap_or_else(|e| panic!("the emitted {kind} is not one: {e}"))
 }
 
 /// A running StatefulSet: its namespaces, pods and files. Dropping it tears everything down.
@@ -123,40 +155,50 @@ pub struct Cluster {
     pub manifests: Manifests,
     prefix: String,
     dir: tempfile::TempDir,
-    pods: BTreeMap<u32, Pod>,
+    pods: BTreeMap<u32, Vec<Supervisor>>,
+    /// Created network namespaces, the switch first.
     namespaces: Vec<String>,
-}
-
-struct Pod {
-    containers: Vec<Supervisor>,
-}
-
-/// A container kept running (restartPolicy Always) by a thread until stopped.
-struct Supervisor {
-    name: String,
-    pid1: Arc<AtomicU32>,
-    stop: Arc<AtomicBool>,
-    restarts: Arc<AtomicU32>,
-    thread: Option<JoinHandle<()>>,
-    env: Vec<(String, String)>,
-    readiness: Option<Probe>,
+    /// The highest ordinal the hosts file names.
+    known_members: u32,
 }
 
 static NEXT_CLUSTER: AtomicU32 = AtomicU32::new(0);
 
 impl Cluster {
-    pub fn new(manifests: Manifests) -> Cluster {
-        let prefix =
-            format!("mwe{}-{}", std::process::id() % 100_000, NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed));
-        let dir = tempfile::Builder::new().prefix("mysql-webhook-e2e-").tempdir().unwrap();
+    /// Starts the first `members` members as the StatefulSet controller would.
+    pub fn start(manifests: Manifests, members: u32) -> Cluster {
+        require_environment();
+        remove_leftovers_of_killed_runs();
+        let prefix = format!(
+            "{NAMESPACE_PREFIX}{}-{}",
+            std::process::id(),
+            NEXT_CLUSTER.fetch_add(1, Ordering::Relaxed)
+        );
+        // Under target/, not /tmp: every container gets a private /tmp.
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{prefix}-"))
+            .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("creating the run's directory");
         let switch = format!("{prefix}-sw");
         run(&["ip", "netns", "add", &switch]);
-        let cluster =
-            Cluster { manifests, prefix, dir, pods: BTreeMap::new(), namespaces: vec![switch.clone()] };
+        let mut cluster = Cluster {
+            manifests,
+            prefix,
+            dir,
+            pods: BTreeMap::new(),
+            namespaces: vec![switch.clone()],
+            known_members: 0,
+        };
         run(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"]);
         run(&["ip", "-n", &switch, "link", "set", "br0", "up"]);
-        fs::write(cluster.dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n").unwrap();
-        cluster.write_hosts(0);
+        // Where the test's SQL comes from: a client elsewhere in the cluster, like the tutorial's
+        // `kubectl run mysql-client`, which the servers see as root@'%', not as a local account.
+        let client = cluster.client_namespace();
+        cluster.plug(&client, "vclient", CLIENT_ADDRESS);
+        // A wrong name fails fast and locally instead of asking the host's resolver.
+        fs::write(cluster.dir.path().join("resolv.conf"), "nameserver 127.0.0.1\n")
+            .expect("writing resolv.conf");
+        cluster.scale(members);
         cluster
     }
 
@@ -168,7 +210,12 @@ impl Cluster {
         format!("{}-{ordinal}", self.prefix)
     }
 
+    fn client_namespace(&self) -> String {
+        format!("{}-client", self.prefix)
+    }
+
     fn address(ordinal: u32) -> String {
+        assert!(ordinal < 240, "the runner's /24 has room for 240 members");
         format!("10.244.0.{}", 10 + ordinal)
     }
 
@@ -176,49 +223,47 @@ impl Cluster {
         self.dir.path().join(self.pod_name(ordinal))
     }
 
-    /// One hosts file for every pod, rewritten in place so running pods see later ones.
-    fn write_hosts(&self, members: u32) {
+    /// The hosts file every container sees, rewritten in place (the same inode stays bound) so
+    /// that running pods resolve members added later, as with the headless Service's DNS.
+    fn write_hosts(&mut self, members: u32) {
+        self.known_members = self.known_members.max(members);
+        let service = self.manifests.service();
         let mut hosts = String::from("127.0.0.1 localhost\n");
-        for ordinal in 0..members.max(8) {
+        for ordinal in 0..self.known_members {
             let pod = self.pod_name(ordinal);
-            let service = self.manifests.service();
+            let address = Cluster::address(ordinal);
             hosts.push_str(&format!(
-                "{} {pod}.{service} {pod}.{service}.default.svc.cluster.local {pod}\n",
-                Cluster::address(ordinal)
+                "{address} {pod}.{service} {pod}.{service}.default.svc.cluster.local {pod}\n"
             ));
         }
-        fs::write(self.dir.path().join("hosts"), hosts).unwrap();
+        fs::write(self.dir.path().join("hosts"), hosts).expect("writing the hosts file");
     }
 
+    /// The pod's network namespace, plugged into the switch.
     fn ensure_network(&mut self, ordinal: u32) {
         let namespace = self.namespace(ordinal);
-        if self.namespaces.contains(&namespace) {
-            return;
+        if !self.namespaces.contains(&namespace) {
+            self.plug(&namespace, &format!("vp{ordinal}"), &Cluster::address(ordinal));
+            self.write_hosts(ordinal + 1);
         }
-        let switch = &self.namespaces[0].clone();
-        run(&["ip", "netns", "add", &namespace]);
-        self.namespaces.push(namespace.clone());
-        let port = format!("vp{ordinal}");
-        run(&[
-            "ip", "-n", switch, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns",
-            &namespace,
-        ]);
-        run(&["ip", "-n", switch, "link", "set", &port, "master", "br0", "up"]);
-        run(&[
-            "ip",
-            "-n",
-            &namespace,
-            "addr",
-            "add",
-            &format!("{}/24", Cluster::address(ordinal)),
-            "dev",
-            "eth0",
-        ]);
-        run(&["ip", "-n", &namespace, "link", "set", "eth0", "up"]);
-        run(&["ip", "-n", &namespace, "link", "set", "lo", "up"]);
     }
 
-    /// Starts members `0..replicas` that aren't running, in order, each Ready before the next.
+    /// A new network namespace with address `address` on the switch's bridge, through the veth
+    /// `port` (its end in the switch) and `eth0`.
+    fn plug(&mut self, namespace: &str, port: &str, address: &str) {
+        let switch = self.namespaces[0].clone();
+        run(&["ip", "netns", "add", namespace]);
+        self.namespaces.push(namespace.to_owned());
+        let veth = ["ip", "-n", &switch, "link", "add", port, "type", "veth", "peer", "name", "eth0"];
+        run(&[&veth[..], &["netns", namespace]].concat());
+        run(&["ip", "-n", &switch, "link", "set", port, "master", "br0", "up"]);
+        run(&["ip", "-n", namespace, "addr", "add", &format!("{address}/24"), "dev", "eth0"]);
+        run(&["ip", "-n", namespace, "link", "set", "eth0", "up"]);
+        run(&["ip", "-n", namespace, "link", "set", "lo", "up"]);
+    }
+
+    /// Starts members `0..replicas` that don't run, in order, each Ready before the next
+    /// (OrderedReady).
     pub fn scale(&mut self, replicas: u32) {
         for ordinal in 0..replicas {
             if !self.pods.contains_key(&ordinal) {
@@ -227,74 +272,88 @@ impl Cluster {
         }
     }
 
-    /// Creates pod `ordinal`: fresh emptyDirs, the claim kept from an earlier incarnation.
+    /// Creates pod `ordinal` and waits until it is Ready: fresh emptyDirs, the claims kept from
+    /// an earlier incarnation.
     pub fn start_pod(&mut self, ordinal: u32) {
+        let started = Instant::now();
         self.ensure_network(ordinal);
         let pod_dir = self.pod_dir(ordinal);
         let _ = fs::remove_dir_all(pod_dir.join("volumes"));
-        fs::create_dir_all(pod_dir.join("logs")).unwrap();
-        let sts = self.manifests.statefulset.clone();
-        let template = sts.spec.as_ref().unwrap().template.spec.clone().unwrap();
+        fs::create_dir_all(pod_dir.join("logs")).expect("creating the pod's log directory");
+        let template = self.manifests.statefulset.spec.as_ref().and_then(|s| s.template.spec.clone());
+        let template = template.expect("the StatefulSet has a pod template");
         let volumes = self.volume_sources(ordinal);
 
         for container in template.init_containers.iter().flatten() {
-            self.run_init_container(ordinal, container, &volumes);
+            self.run_init_container(ordinal, &self.container(ordinal, container, &volumes));
         }
-        let mut supervisors = Vec::new();
-        for container in &template.containers {
-            supervisors.push(self.supervise(ordinal, container, &volumes));
-        }
-        self.pods.insert(ordinal, Pod { containers: supervisors });
+        let supervisors =
+            template.containers.iter().map(|c| self.container(ordinal, c, &volumes).supervise()).collect();
+        self.pods.insert(ordinal, supervisors);
         self.wait_ready(ordinal);
+        eprintln!(
+            "{} Ready {:.1} s after its creation",
+            self.pod_name(ordinal),
+            started.elapsed().as_secs_f64()
+        );
     }
 
-    /// Deletes pod `ordinal` as the kubelet would: SIGTERM to every container, the grace
-    /// period, then SIGKILL. Returns how long it took.
+    /// Deletes pod `ordinal` as the kubelet does: SIGTERM to every container, the grace period,
+    /// then SIGKILL. Returns how long it took. Its claims stay.
     pub fn delete_pod(&mut self, ordinal: u32) -> Duration {
         let started = Instant::now();
         let pod = self.pods.remove(&ordinal).expect("the pod runs");
-        stop_containers(pod.containers, GRACE);
+        container::stop(pod, GRACE);
         started.elapsed()
     }
 
+    /// Where each volume of the pod lives on the host, and whether it is read-only.
     fn volume_sources(&self, ordinal: u32) -> BTreeMap<String, (PathBuf, bool)> {
         let pod_dir = self.pod_dir(ordinal);
-        let spec = self.manifests.statefulset.spec.as_ref().unwrap();
+        let spec = self.manifests.statefulset.spec.as_ref().expect("the StatefulSet has a spec");
         let mut sources = BTreeMap::new();
         for claim in spec.volume_claim_templates.iter().flatten() {
-            let name = claim.metadata.name.clone().unwrap();
-            let path = pod_dir.join("pvc").join(&name);
-            fs::create_dir_all(&path).unwrap();
+            let name = claim.metadata.name.clone().expect("claim templates have names");
+            let path = pod_dir.join("claims").join(&name);
+            fs::create_dir_all(&path).expect("creating a claim's directory");
             sources.insert(name, (path, false));
         }
-        for volume in spec.template.spec.as_ref().unwrap().volumes.iter().flatten() {
+        for volume in spec.template.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
             let path = pod_dir.join("volumes").join(&volume.name);
-            fs::create_dir_all(&path).unwrap();
-            if let Some(source) = &volume.config_map {
+            fs::create_dir_all(&path).expect("creating a volume's directory");
+            let files: Vec<(String, Vec<u8>)> = if let Some(source) = &volume.config_map {
+                let config_map = &self.manifests.config_map;
                 assert_eq!(
-                    source.name,
-                    self.manifests.config_map.metadata.name.clone().unwrap(),
-                    "unknown ConfigMap"
+                    Some(&source.name),
+                    config_map.metadata.name.as_ref(),
+                    "volume {}: unknown ConfigMap",
+                    volume.name
                 );
-                for (key, value) in self.manifests.config_map.data.iter().flatten() {
-                    fs::write(path.join(key), value).unwrap();
-                }
-                sources.insert(volume.name.clone(), (path, true));
+                config_map.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect()
             } else if let Some(source) = &volume.secret {
-                assert_eq!(source.secret_name, self.manifests.secret.metadata.name, "unknown Secret");
-                for (key, value) in self.manifests.secret.data.iter().flatten() {
-                    fs::write(path.join(key), &value.0).unwrap();
-                }
-                sources.insert(volume.name.clone(), (path, true));
+                let secret = &self.manifests.secret;
+                assert_eq!(
+                    source.secret_name, secret.metadata.name,
+                    "volume {}: unknown Secret",
+                    volume.name
+                );
+                secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect()
             } else if volume.empty_dir.is_some() {
                 sources.insert(volume.name.clone(), (path, false));
+                continue;
             } else {
                 panic!("volume {} has a source the runner doesn't know", volume.name);
+            };
+            for (key, content) in files {
+                fs::write(path.join(key), content).expect("writing a volume's file");
             }
+            sources.insert(volume.name.clone(), (path, true));
         }
         sources
     }
 
+    /// The container's environment: what the container runtime sets, then `env` with values and
+    /// Secret keys.
     fn env(&self, ordinal: u32, container: &Container) -> Vec<(String, String)> {
         let mut env = vec![
             ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
@@ -305,12 +364,14 @@ impl Cluster {
             let value = match (&var.value, &var.value_from) {
                 (Some(value), _) => value.clone(),
                 (None, Some(from)) => {
-                    let key = from.secret_key_ref.as_ref().expect("only secretKeyRef is supported");
-                    assert_eq!(
-                        Some(key.name.as_str()),
-                        self.manifests.secret.metadata.name.as_deref(),
-                        "unknown Secret"
-                    );
+                    let key = from.secret_key_ref.as_ref().unwrap_or_else(|| {
+                        panic!(
+                            "env {} of {}: the runner resolves secretKeyRef only",
+                            var.name, container.name
+                        )
+                    });
+                    let secret = self.manifests.secret.metadata.name.as_deref();
+                    assert_eq!(Some(key.name.as_str()), secret, "env {}: unknown Secret", var.name);
                     self.manifests.secret_value(&key.key)
                 }
                 (None, None) => String::new(),
@@ -320,213 +381,129 @@ impl Cluster {
         env
     }
 
-    /// The command line of a container: the image's entrypoint and command unless the
-    /// container replaces them (Kubernetes rules: `command` drops both, `args` replaces CMD).
+    /// The command line of a container: the image's entrypoint and command unless the container
+    /// replaces them (Kubernetes rules: `command` drops both, `args` replaces CMD).
     fn argv(container: &Container) -> Vec<String> {
-        let image = container.image.as_deref().unwrap();
-        let (_, entrypoint, cmd) = IMAGES
-            .iter()
-            .find(|(prefix, ..)| image.starts_with(prefix))
-            .unwrap_or_else(|| panic!("image {image} is not in the runner's image table"));
-        let resolve = |part: &str| {
-            if part.starts_with("tests/") { repo(part).display().to_string() } else { part.to_owned() }
+        let image = container.image.as_deref().unwrap_or_default();
+        let (_, entrypoint, cmd) = IMAGES.iter().find(|(name, ..)| *name == image).unwrap_or_else(|| {
+            panic!("container {}: image {image:?} is not in the runner's image table", container.name)
+        });
+        let resolve = |part: &&str| {
+            if part.starts_with("tests/") { repo(part).display().to_string() } else { part.to_string() }
         };
         match (&container.command, &container.args) {
             (Some(command), args) => command.iter().chain(args.iter().flatten()).cloned().collect(),
-            (None, Some(args)) => entrypoint.iter().map(|p| resolve(p)).chain(args.iter().cloned()).collect(),
-            (None, None) => entrypoint.iter().chain(cmd.iter()).map(|p| resolve(p)).collect(),
+            (None, Some(args)) => entrypoint.iter().map(resolve).chain(args.iter().cloned()).collect(),
+            (None, None) => entrypoint.iter().chain(cmd.iter()).map(resolve).collect(),
         }
     }
 
-    /// The command that makes a container: the pod's network namespace, then new UTS, mount
-    /// and PID namespaces with the hostname, mounts and the container's command as PID 1.
-    fn container_command(
+    fn container(
         &self,
         ordinal: u32,
         container: &Container,
         volumes: &BTreeMap<String, (PathBuf, bool)>,
-    ) -> Command {
-        let mut setup = format!(
-            "set -e\nhostname {pod}\nmount --make-rprivate /\nmount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /mnt\n\
-             mkdir /run/e2e-image\nmount --bind {image} /run/e2e-image\n\
-             mount --bind {hosts} /etc/hosts\nmount --bind {resolv} /etc/resolv.conf\nmount --bind {mycnf} /etc/mysql/my.cnf\n",
-            image = repo("tests/e2e/image").display(),
-            pod = self.pod_name(ordinal),
-            hosts = self.dir.path().join("hosts").display(),
-            resolv = self.dir.path().join("resolv.conf").display(),
-            mycnf = repo("tests/e2e/image/my.cnf").display(),
-        );
+    ) -> ContainerSpec {
+        let file = |source: PathBuf, target: &str| Bind { source, target: target.into(), read_only: false };
+        let mut binds = vec![
+            file(self.dir.path().join("hosts"), "/etc/hosts"),
+            file(self.dir.path().join("resolv.conf"), "/etc/resolv.conf"),
+            // The image's own my.cnf: Debian's would apply its bind-address after conf.d.
+            file(repo("tests/e2e/image/my.cnf"), "/etc/mysql/my.cnf"),
+        ];
         for mount in container.volume_mounts.iter().flatten() {
-            let (source, read_only) =
-                volumes.get(&mount.name).unwrap_or_else(|| panic!("no volume {}", mount.name));
+            let (source, read_only) = volumes.get(&mount.name).unwrap_or_else(|| {
+                panic!("container {} mounts volume {}, which the pod lacks", container.name, mount.name)
+            });
             let source = match &mount.sub_path {
+                // The kubelet creates a missing subPath directory.
                 Some(sub) => {
                     let path = source.join(sub);
-                    fs::create_dir_all(&path).unwrap();
+                    fs::create_dir_all(&path).expect("creating a subPath directory");
                     path
                 }
                 None => source.clone(),
             };
-            setup.push_str(&format!(
-                "mkdir -p '{0}'\nmount --bind '{1}' '{0}'\n",
-                mount.mount_path,
-                source.display()
-            ));
-            if *read_only || mount.read_only == Some(true) {
-                setup.push_str(&format!("mount -o remount,bind,ro '{}'\n", mount.mount_path));
-            }
+            binds.push(Bind {
+                source,
+                target: mount.mount_path.clone(),
+                read_only: *read_only || mount.read_only == Some(true),
+            });
         }
-        // Each container has its own /tmp, as in Kubernetes (servers name temporary files by PID,
-        // and PIDs repeat across PID namespaces). Last, because the volumes' sources, and the
-        // image stand-in (bound at /run/e2e-image), may live under /tmp.
-        setup.push_str("mount -t tmpfs tmpfs /tmp\nexec \"$@\"\n");
-        let mut command = Command::new("ip");
-        command
-            .args([
-                "netns",
-                "exec",
-                &self.namespace(ordinal),
-                "unshare",
-                "--uts",
-                "--mount",
-                "--pid",
-                "--fork",
-                "--mount-proc",
-            ])
-            .args(["bash", "-c", &setup, "container"])
-            .args(Cluster::argv(container))
-            .env_clear()
-            .envs(self.env(ordinal, container))
-            .stdin(Stdio::null());
-        command
+        ContainerSpec {
+            name: container.name.clone(),
+            netns: self.namespace(ordinal),
+            hostname: self.pod_name(ordinal),
+            binds,
+            argv: Cluster::argv(container),
+            env: self.env(ordinal, container),
+            log: self.log_file(ordinal, &container.name),
+            readiness: container.readiness_probe.clone(),
+        }
     }
 
     fn log_file(&self, ordinal: u32, container: &str) -> PathBuf {
         self.pod_dir(ordinal).join("logs").join(format!("{container}.log"))
     }
 
+    /// Everything container `container` of member `ordinal` printed, over all its runs.
     pub fn log(&self, ordinal: u32, container: &str) -> String {
         fs::read_to_string(self.log_file(ordinal, container)).unwrap_or_default()
     }
 
+    /// The head (how it began) and tail (how it is doing) of every log of a pod, for failures.
     fn log_tails(&self, ordinal: u32) -> String {
         let mut out = String::new();
         for entry in fs::read_dir(self.pod_dir(ordinal).join("logs")).into_iter().flatten().flatten() {
             let text = fs::read_to_string(entry.path()).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             out.push_str(&format!("--- {} ---\n", entry.file_name().to_string_lossy()));
-            // The start says how it began (initialisation), the end how it is doing now.
             let head = lines.len().min(20);
             let tail = lines.len().saturating_sub(15).max(head);
-            if tail > head {
-                out.push_str(&format!("{}\n...\n", lines[..head].join("\n")));
-            } else {
-                out.push_str(&format!("{}\n", lines[..head].join("\n")));
-            }
+            out.push_str(&lines[..head].join("\n"));
+            out.push_str(if tail > head { "\n...\n" } else { "\n" });
             out.extend(lines[tail..].iter().map(|l| format!("{l}\n")));
         }
         out
     }
 
     /// Runs an init container to completion; retried like the kubelet does, with a short back-off.
-    fn run_init_container(
-        &self,
-        ordinal: u32,
-        container: &Container,
-        volumes: &BTreeMap<String, (PathBuf, bool)>,
-    ) {
-        for attempt in 1..=3 {
-            let log = fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(self.log_file(ordinal, &container.name))
-                .unwrap();
-            let status = self
-                .container_command(ordinal, container, volumes)
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .status()
-                .unwrap();
-            if status.success() {
-                return;
+    fn run_init_container(&self, ordinal: u32, container: &ContainerSpec) {
+        let mut failure = String::new();
+        for attempt in 1..=INIT_ATTEMPTS {
+            match container.run_to_completion(INIT_TIMEOUT) {
+                Ok(status) if status.success() => return,
+                Ok(status) => failure = format!("exited with {status}"),
+                Err(error) => failure = error,
             }
-            if attempt == 3 {
-                panic!(
-                    "init container {} of {} failed 3 times ({status})\n{}",
-                    container.name,
-                    self.pod_name(ordinal),
-                    self.log_tails(ordinal)
-                );
+            if attempt < INIT_ATTEMPTS {
+                std::thread::sleep(Duration::from_secs(attempt));
             }
-            std::thread::sleep(Duration::from_secs(attempt));
         }
-    }
-
-    fn supervise(
-        &self,
-        ordinal: u32,
-        container: &Container,
-        volumes: &BTreeMap<String, (PathBuf, bool)>,
-    ) -> Supervisor {
-        let (stop, pid1, restarts) =
-            (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
-        let log_path = self.log_file(ordinal, &container.name);
-        let command = Arc::new(Mutex::new(self.container_command(ordinal, container, volumes)));
-        let thread = {
-            let (stop, pid1, restarts) = (stop.clone(), pid1.clone(), restarts.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Acquire) {
-                    let log = fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-                    let mut child =
-                        command.lock().unwrap().stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
-                    // unshare --fork: the container's PID 1 is unshare's only child.
-                    for _ in 0..100 {
-                        if let Some(pid) = first_child(child.id()) {
-                            pid1.store(pid, Ordering::Release);
-                            break;
-                        }
-                        std::thread::sleep(Duration::from_millis(20));
-                    }
-                    let _ = child.wait();
-                    pid1.store(0, Ordering::Release);
-                    if !stop.load(Ordering::Acquire) {
-                        restarts.fetch_add(1, Ordering::Relaxed);
-                        std::thread::sleep(Duration::from_secs(1));
-                    }
-                }
-            })
-        };
-        Supervisor {
-            name: container.name.clone(),
-            pid1,
-            stop,
-            restarts,
-            thread: Some(thread),
-            env: self.env(ordinal, container),
-            readiness: container.readiness_probe.clone(),
-        }
+        panic!(
+            "init container {} of {} failed {INIT_ATTEMPTS} times, last: {failure}\n{}",
+            container.name,
+            container.hostname,
+            self.log_tails(ordinal)
+        );
     }
 
     /// Waits until every container of the pod passes its readiness probe.
     fn wait_ready(&self, ordinal: u32) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let pod = &self.pods[&ordinal];
-        for supervisor in &pod.containers {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        for supervisor in &self.pods[&ordinal] {
             loop {
-                let pid = supervisor.pid1.load(Ordering::Acquire);
-                let ready = pid != 0
-                    && supervisor
-                        .readiness
-                        .as_ref()
-                        .is_none_or(|probe| probe_passes(pid, probe, &supervisor.env));
+                let ready =
+                    supervisor.is_ready().unwrap_or_else(|e| panic!("{e}\n{}", self.log_tails(ordinal)));
                 if ready {
                     break;
                 }
                 assert!(
                     Instant::now() < deadline,
-                    "{} of {} not ready after 60 s\n{}",
-                    supervisor.name,
+                    "{} of {} not Ready after {READY_TIMEOUT:?} ({} restarts)\n{}",
+                    supervisor.name(),
                     self.pod_name(ordinal),
+                    supervisor.restarts(),
                     self.log_tails(ordinal)
                 );
                 std::thread::sleep(Duration::from_millis(250));
@@ -534,70 +511,88 @@ impl Cluster {
         }
     }
 
-    pub fn restarts(&self, ordinal: u32, container: &str) -> u32 {
-        let pod = &self.pods[&ordinal];
-        pod.containers.iter().find(|c| c.name == container).unwrap().restarts.load(Ordering::Relaxed)
+    fn supervisor(&self, ordinal: u32, container: &str) -> &Supervisor {
+        let pod = self.pods.get(&ordinal).unwrap_or_else(|| panic!("member {ordinal} doesn't run"));
+        let supervisor = pod.iter().find(|c| c.name() == container);
+        supervisor.unwrap_or_else(|| panic!("member {ordinal} has no container {container}"))
     }
 
-    /// Runs SQL on member `ordinal` over TCP as `user`, from inside its network namespace;
-    /// tab-separated rows, or the client's error.
+    /// How often container `container` of member `ordinal` was restarted.
+    pub fn restarts(&self, ordinal: u32, container: &str) -> u32 {
+        self.supervisor(ordinal, container).restarts()
+    }
+
+    /// Kills container `container` of member `ordinal` with SIGKILL, waits for its restart and
+    /// for the pod to be Ready again.
+    pub fn crash(&self, ordinal: u32, container: &str) {
+        let restarts = self.restarts(ordinal, container);
+        self.supervisor(ordinal, container).crash();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.restarts(ordinal, container) == restarts {
+            assert!(Instant::now() < deadline, "{container} of member {ordinal} was not restarted");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.wait_ready(ordinal);
+    }
+
+    /// Runs SQL on member `ordinal` as `user` from the client's namespace, over the pods'
+    /// network: tab-separated rows, or the client's error.
     pub fn sql_as(&self, ordinal: u32, user: &str, password: &str, sql: &str) -> Result<String, String> {
         self.client(ordinal, user, password, &["--skip-column-names", "-e", sql])
     }
 
     fn client(&self, ordinal: u32, user: &str, password: &str, args: &[&str]) -> Result<String, String> {
-        let output = Command::new("ip")
-            .args([
-                "netns",
-                "exec",
-                &self.namespace(ordinal),
-                "mariadb",
-                "-h",
-                "127.0.0.1",
-                "-u",
-                user,
-                "--batch",
-            ])
+        let output = Command::new("timeout")
+            .args(["30", "ip", "netns", "exec", &self.client_namespace()])
+            .args(["mariadb", "--no-defaults", "--connect-timeout=5", "--batch", "-u", user])
+            .args(["-h", &Cluster::address(ordinal)])
             .args(args)
             .env_clear()
             .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
             .env("MYSQL_PWD", password)
+            .stdin(Stdio::null())
             .output()
-            .unwrap();
+            .expect("running the mariadb client");
         if output.status.success() {
             Ok(String::from_utf8_lossy(&output.stdout).trim_end().to_owned())
         } else {
-            Err(String::from_utf8_lossy(&output.stderr).trim_end().to_owned())
+            Err(format!("{} ({})", String::from_utf8_lossy(&output.stderr).trim_end(), output.status))
         }
     }
 
-    /// SQL as root with the Secret's password.
+    /// SQL as root with the Secret's password; panics with the error.
     pub fn sql(&self, ordinal: u32, sql: &str) -> String {
         let password = self.manifests.secret_value("root-password");
         self.sql_as(ordinal, "root", &password, sql)
             .unwrap_or_else(|e| panic!("SQL on member {ordinal} failed: {e}\n{sql}"))
     }
 
-    /// Polls `sql` on member `ordinal` until it returns `expected`.
-    pub fn wait_for(&self, ordinal: u32, sql: &str, expected: &str) {
-        let deadline = Instant::now() + Duration::from_secs(30);
+    /// Polls `sql` on member `ordinal` until it returns `expected`; how long that took.
+    pub fn wait_for(&self, ordinal: u32, sql: &str, expected: &str) -> Duration {
+        let started = Instant::now();
+        let password = self.manifests.secret_value("root-password");
         let mut last = String::new();
-        while Instant::now() < deadline {
-            match self.sql_as(ordinal, "root", &self.manifests.secret_value("root-password"), sql) {
-                Ok(value) if value == expected => return,
+        while started.elapsed() < REPLICATION_TIMEOUT {
+            match self.sql_as(ordinal, "root", &password, sql) {
+                Ok(value) if value == expected => return started.elapsed(),
                 Ok(value) => last = value,
                 Err(error) => last = error,
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("member {ordinal}: {sql} returned {last:?}, not {expected:?}\n{}", self.log_tails(ordinal));
+        panic!(
+            "member {ordinal}: {sql} returned {last:?}, not {expected:?}, for {REPLICATION_TIMEOUT:?}\n{}",
+            self.log_tails(ordinal)
+        );
     }
 
     /// `SHOW SLAVE STATUS` of member `ordinal` as field → value.
     pub fn replica_status(&self, ordinal: u32) -> BTreeMap<String, String> {
         // Batch output with column names: a header line and a value line, tab-separated.
         let password = self.manifests.secret_value("root-password");
-        let text = self.client(ordinal, "root", &password, &["-e", "SHOW SLAVE STATUS"]).unwrap();
+        let text = self
+            .client(ordinal, "root", &password, &["-e", "SHOW SLAVE STATUS"])
+            .unwrap_or_else(|e| panic!("SHOW SLAVE STATUS on member {ordinal}: {e}"));
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines.len() >= 2, "member {ordinal} is not a replica: {text:?}");
         lines[0].split('\t').zip(lines[1].split('\t')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
@@ -606,90 +601,57 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let pods = std::mem::take(&mut self.pods);
-        let all: Vec<Supervisor> = pods.into_values().flat_map(|p| p.containers).collect();
-        stop_containers(all, Duration::from_secs(0));
+        let containers = std::mem::take(&mut self.pods).into_values().flatten().collect();
+        container::stop(containers, Duration::ZERO);
         for namespace in self.namespaces.iter().rev() {
-            let _ = Command::new("ip").args(["netns", "del", namespace]).status();
+            remove_namespace(namespace);
         }
     }
 }
 
-/// SIGTERM to each container's PID 1, up to `grace` for them to exit, then SIGKILL (which, for a
-/// PID 1, ends its whole PID namespace).
-fn stop_containers(mut containers: Vec<Supervisor>, grace: Duration) {
-    for container in &containers {
-        container.stop.store(true, Ordering::Release);
-        let pid = container.pid1.load(Ordering::Acquire);
-        if pid != 0 && !grace.is_zero() {
-            let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+/// Kills every process left in a network namespace, then deletes it.
+fn remove_namespace(name: &str) {
+    if let Ok(output) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&output.stdout).split_whitespace() {
+            let _ = Command::new("kill").args(["-KILL", pid]).status();
         }
     }
-    let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && containers.iter().any(|c| c.pid1.load(Ordering::Acquire) != 0) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for container in &containers {
-        let pid = container.pid1.load(Ordering::Acquire);
-        if pid != 0 {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+    let _ = Command::new("ip").args(["netns", "del", name]).status();
+}
+
+/// Removes what runs killed before their drops ran left: their network namespaces with the
+/// processes in them, then their directories.
+fn remove_leftovers_of_killed_runs() {
+    let namespaces =
+        Command::new("ip").args(["netns", "list"]).output().map(|o| o.stdout).unwrap_or_default();
+    let namespaces = String::from_utf8_lossy(&namespaces);
+    for name in namespaces.lines().filter_map(|line| line.split_whitespace().next()) {
+        if of_a_dead_run(name) {
+            remove_namespace(name);
         }
     }
-    for container in &mut containers {
-        if let Some(thread) = container.thread.take() {
-            let _ = thread.join();
+    for entry in fs::read_dir(env!("CARGO_TARGET_TMPDIR")).into_iter().flatten().flatten() {
+        if of_a_dead_run(&entry.file_name().to_string_lossy()) {
+            let _ = fs::remove_dir_all(entry.path());
         }
     }
 }
 
-/// The first child of `pid`, from /proc.
-fn first_child(pid: u32) -> Option<u32> {
-    let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).ok()?;
-    children.split_whitespace().next()?.parse().ok()
+/// Is `name` (`<NAMESPACE_PREFIX><pid>-…`) a namespace or directory of a process that is gone?
+fn of_a_dead_run(name: &str) -> bool {
+    let pid = name.strip_prefix(NAMESPACE_PREFIX).and_then(|rest| rest.split('-').next());
+    pid.is_some_and(|pid| pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists())
 }
 
-/// Runs a readiness probe inside the container whose PID 1 is `pid`.
-fn probe_passes(pid: u32, probe: &Probe, env: &[(String, String)]) -> bool {
-    let target = pid.to_string();
-    let mut command = Command::new("nsenter");
-    command.args(["-t", &target, "-n", "-u", "-m", "-p", "--"]);
-    if let Some(exec) = &probe.exec {
-        command.args(exec.command.iter().flatten());
-    } else if let Some(tcp) = &probe.tcp_socket {
-        let port = match &tcp.port {
-            k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(port) => port.to_string(),
-            other => panic!("named probe ports are not supported: {other:?}"),
-        };
-        command.args(["bash", "-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")]);
-    } else {
-        panic!("probe kind not supported: {probe:?}");
-    }
-    let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64 + 2);
-    let Ok(mut child) =
-        command.env_clear().envs(env.iter().cloned()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
-    else {
-        return false;
-    };
-    let deadline = Instant::now() + timeout;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return status.success(),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return false;
-            }
-        }
-    }
-}
-
+/// Runs a setup command; panics with its exit status and error output.
 fn run(args: &[&str]) {
-    let output = Command::new(args[0]).args(&args[1..]).output().unwrap();
+    let output =
+        Command::new(args[0]).args(&args[1..]).output().unwrap_or_else(|e| panic!("{}: {e}", args[0]));
     assert!(
         output.status.success(),
-        "{} failed: {}",
+        "{} failed ({}): {}",
         args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
+        output.status,
+        String::from_utf8_lossy(&output.stderr).trim_end()
     );
 }

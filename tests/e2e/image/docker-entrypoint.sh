@@ -5,11 +5,18 @@
 # that password (the root@127.0.0.1, ::1 and @hostname accounts install-db makes are dropped, as
 # the image does), /docker-entrypoint-initdb.d is processed, the datadir is chowned to mysql when
 # started as root, and the server runs as mysql. The *_ALLOW_EMPTY_* and *_RANDOM_* variables are
-# refused: the expansion never sets them.
+# refused (the expansion refuses them too), so a test can't pass on a root without the Secret's password.
 set -euo pipefail
 if [[ ${1:-} != mariadbd && ${1:-} != mysqld ]]; then
   exec "$@"
 fi
+for variable in MARIADB_ALLOW_EMPTY_ROOT_PASSWORD MARIADB_RANDOM_ROOT_PASSWORD MYSQL_ALLOW_EMPTY_PASSWORD \
+  MYSQL_RANDOM_ROOT_PASSWORD; do
+  if [[ -n ${!variable:-} ]]; then
+    echo "entrypoint: $variable is not supported by this stand-in" >&2
+    exit 1
+  fi
+done
 datadir=/var/lib/mysql
 socket=/run/mysqld/mysqld.sock
 password=${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}
