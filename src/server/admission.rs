@@ -177,7 +177,9 @@ pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
         .and_then(|object| Ok((object, old.map(|o| parse(o, "oldObject")).transpose()?)));
     let (object, old) = match parsed {
         Ok(parsed) => parsed,
-        Err(message) => return Ok(Response::deny(&request.uid, 400, message)),
+        // The API server decodes every object before any webhook sees it: one that doesn't
+        // decode can't come from it, so the request itself is invalid.
+        Err(message) => return Err(Rejection(message)),
     };
     Ok(match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Response::allow(&request.uid),
