@@ -43,20 +43,20 @@ pub struct ContainerSpec {
 
 impl ContainerSpec {
     /// The container as a command: new UTS, mount and PID namespaces inside the pod's network
-    /// namespace; then, as PID 1, the hostname, private tmpfs on /run, /mnt and /tmp (each
-    /// container has its own, as in Kubernetes: servers name temporary files by PID, and PIDs
-    /// repeat across PID namespaces), the binds, and the container's command.
+    /// namespace; then, as PID 1, the hostname, private tmpfs on /run and /mnt, the binds, a
+    /// private /tmp (each container has its own, as in Kubernetes: servers name temporary files
+    /// by PID, and PIDs repeat across PID namespaces), and the container's command.
     fn command(&self) -> Command {
         let mut setup = format!(
-            "set -e\nhostname {}\nmount --make-rprivate /\n\
-             for dir in /run /mnt /tmp; do mount -t tmpfs tmpfs $dir; done\n",
+            "set -e\nhostname {}\nmount --make-rprivate /\nmount -t tmpfs tmpfs /run\nmount -t tmpfs tmpfs /mnt\n",
             self.hostname
         );
         for bind in &self.binds {
             let (source, target) = (bind.source.display(), &bind.target);
             // Mount points are made only on the private tmpfs: the host's tree is never changed.
             setup.push_str(&format!(
-                "case '{target}' in\n  /run/*|/mnt/*|/tmp/*) mkdir -p '{target}' ;;\n  \
+                "case '{target}' in\n  /run/*|/mnt/*) mkdir -p '{target}' ;;\n  \
+                 /tmp|/tmp/*) echo \"the runner can't mount at {target}: a private /tmp hides it\" >&2; exit 1 ;;\n  \
                  *) [[ -e '{target}' ]] || {{ echo \"mount point {target} does not exist on the host\" >&2; exit 1; }} ;;\nesac\n\
                  mount --bind '{source}' '{target}'\n"
             ));
@@ -64,7 +64,8 @@ impl ContainerSpec {
                 setup.push_str(&format!("mount -o remount,bind,ro '{target}'\n"));
             }
         }
-        setup.push_str("exec \"$@\"\n");
+        // /tmp last: the sources (a checkout, a run's directory) may live under the host's /tmp.
+        setup.push_str("mount -t tmpfs tmpfs /tmp\nexec \"$@\"\n");
         let mut command = Command::new("setpriv");
         command
             .args(["--pdeathsig", "KILL", "ip", "netns", "exec", &self.netns])

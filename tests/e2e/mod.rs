@@ -28,10 +28,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
 /// Debian's MariaDB 10.11, its tools under the names the mariadb images use (`mariadb`,
 /// `mariadb-admin`, `mariadb-backup`, `mbstream`, `socat`), and a stand-in for the image's
 /// entrypoint.
-const IMAGES: [(&str, &[&str], &[&str]); 2] = [
-    ("mariadb:11.4", &["tests/e2e/image/docker-entrypoint.sh"], &["mariadbd"]),
-    ("mariadb:10.11", &["tests/e2e/image/docker-entrypoint.sh"], &["mariadbd"]),
-];
+const IMAGES: [(&str, &[&str], &[&str]); 2] =
+    [("mariadb:11.4", &[ENTRYPOINT], &["mariadbd"]), ("mariadb:10.11", &[ENTRYPOINT], &["mariadbd"])];
+
+/// Where every container finds `tests/e2e/image/`, the images' stand-ins: a path of its own, so
+/// it stays visible when the checkout is under /tmp (hidden by the container's private /tmp).
+const IMAGE_DIR: &str = "/run/e2e-image";
+const ENTRYPOINT: &str = "/run/e2e-image/docker-entrypoint.sh";
 
 /// The client's address on the pods' network (the pods have 10 and up).
 const CLIENT_ADDRESS: &str = "10.244.0.2";
@@ -388,13 +391,12 @@ impl Cluster {
         let (_, entrypoint, cmd) = IMAGES.iter().find(|(name, ..)| *name == image).unwrap_or_else(|| {
             panic!("container {}: image {image:?} is not in the runner's image table", container.name)
         });
-        let resolve = |part: &&str| {
-            if part.starts_with("tests/") { repo(part).display().to_string() } else { part.to_string() }
-        };
         match (&container.command, &container.args) {
             (Some(command), args) => command.iter().chain(args.iter().flatten()).cloned().collect(),
-            (None, Some(args)) => entrypoint.iter().map(resolve).chain(args.iter().cloned()).collect(),
-            (None, None) => entrypoint.iter().chain(cmd.iter()).map(resolve).collect(),
+            (None, Some(args)) => {
+                entrypoint.iter().map(|p| p.to_string()).chain(args.iter().cloned()).collect()
+            }
+            (None, None) => entrypoint.iter().chain(cmd.iter()).map(|p| p.to_string()).collect(),
         }
     }
 
@@ -410,6 +412,7 @@ impl Cluster {
             file(self.dir.path().join("resolv.conf"), "/etc/resolv.conf"),
             // The image's own my.cnf: Debian's would apply its bind-address after conf.d.
             file(repo("tests/e2e/image/my.cnf"), "/etc/mysql/my.cnf"),
+            Bind { source: repo("tests/e2e/image"), target: IMAGE_DIR.into(), read_only: true },
         ];
         for mount in container.volume_mounts.iter().flatten() {
             let (source, read_only) = volumes.get(&mount.name).unwrap_or_else(|| {
