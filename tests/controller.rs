@@ -22,6 +22,9 @@ struct Call {
     body: Value,
 }
 
+/// An answer's status that makes the mock fail the call at the transport level (a timeout).
+const TRANSPORT_FAILURE: u16 = 0;
+
 /// How the mocked API server answers a call: (status, body).
 type Answer = Box<dyn Fn(&Call) -> (u16, Value) + Send + Sync>;
 
@@ -62,6 +65,13 @@ async fn reconcile(
             };
             let (code, body) = answer(&call);
             recorded.lock().unwrap().push(call);
+            if code == TRANSPORT_FAILURE {
+                send.send_error(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "mocked: the API server timed out",
+                ));
+                continue;
+            }
             send.send_response(
                 Response::builder()
                     .status(code)
@@ -261,4 +271,17 @@ async fn applying_the_same_state_twice_sends_the_same_requests() {
         calls.iter().filter(|c| c.method == "PATCH").map(|c| (c.uri.clone(), c.body.clone())).collect()
     };
     assert_eq!(applies(&first), applies(&second));
+}
+
+#[tokio::test]
+async fn a_timeout_is_transient_and_retried_soon() {
+    let answer: Answer = Box::new(|_: &Call| (TRANSPORT_FAILURE, Value::Null));
+    let (result, _, metrics) = reconcile(managed_statefulset(), answer).await;
+    let error = result.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    let sts = Arc::new(serde_json::from_value::<StatefulSet>(managed_statefulset()).unwrap());
+    assert_eq!(
+        controller::error_policy(sts, &error, idle_context(metrics)),
+        Action::requeue(Duration::from_secs(15))
+    );
 }
