@@ -9,7 +9,6 @@
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use crate::consts::{ADMISSION_API_VERSION as API_VERSION, ADMISSION_REVIEW_KIND as KIND};
@@ -195,10 +194,9 @@ pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
         }
         // A valid StatefulSet the user must fix: 422 like the API server's own validation.
         Err(MutateError::Invalid(invalid)) => Response::deny(&request.uid, 422, invalid.to_string()),
-        // The API server decodes the object before any webhook sees it, so a StatefulSet that
-        // doesn't decode comes from some other client: its request is invalid, not denied.
+        // Decoded above, so only re-serialising the object for the patch could fail here.
         Err(MutateError::Malformed(e)) => {
-            return Err(Rejection(format!("request.object is not a valid apps/v1 StatefulSet: {e}")));
+            return Err(Rejection(format!("request.object can't be expanded: {e}")));
         }
     })
 }
