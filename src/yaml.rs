@@ -15,7 +15,7 @@ use serde_json::Value;
 pub fn to_string(value: &Value) -> String {
     let mut out = String::new();
     match value {
-        Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
+        Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0, false),
         Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
         scalar => {
             write_inline(&mut out, scalar, 0);
@@ -29,9 +29,15 @@ fn indent(out: &mut String, level: usize) {
     out.extend(std::iter::repeat_n(' ', level));
 }
 
-fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize) {
-    for (key, value) in map {
-        indent(out, level);
+/// Writes `map` at `level`; with `after_dash` the first key continues the current line (a list
+/// item's `- `) and the rest align under it.
+fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize, after_dash: bool) {
+    for (index, (key, value)) in map.iter().enumerate() {
+        if after_dash && index == 0 {
+            out.push(' ');
+        } else {
+            indent(out, level);
+        }
         write_string(out, key, level, true);
         out.push(':');
         write_value_after_key(out, value, level);
@@ -43,21 +49,7 @@ fn write_seq(out: &mut String, items: &[Value], level: usize) {
         indent(out, level);
         out.push('-');
         match item {
-            // The first key shares the dash's line; the rest align under it.
-            Value::Object(map) if !map.is_empty() => {
-                let mut first = true;
-                for (key, value) in map {
-                    if first {
-                        out.push(' ');
-                        first = false;
-                    } else {
-                        indent(out, level + 2);
-                    }
-                    write_string(out, key, level + 2, true);
-                    out.push(':');
-                    write_value_after_key(out, value, level + 2);
-                }
-            }
+            Value::Object(map) if !map.is_empty() => write_map(out, map, level + 2, true),
             Value::Array(inner) if !inner.is_empty() => {
                 out.push('\n');
                 write_seq(out, inner, level + 2);
@@ -76,7 +68,7 @@ fn write_value_after_key(out: &mut String, value: &Value, level: usize) {
     match value {
         Value::Object(map) if !map.is_empty() => {
             out.push('\n');
-            write_map(out, map, level + 2);
+            write_map(out, map, level + 2, false);
         }
         // kubectl's style: a list under a key at the key's own indentation.
         Value::Array(items) if !items.is_empty() => {

@@ -67,11 +67,7 @@ fn every_overlay_renders_and_its_core_objects_pass_strict_validation() {
             files.push(path);
         }
     }
-    let output = Command::new("kubernetes-validate")
-        .args(["--strict", "--quiet", "-k", "1.33.0"])
-        .args(&files)
-        .output()
-        .expect("kubernetes-validate is not installed; run pip install kubernetes-validate (or .ci/run)");
+    let output = common::validate_strictly(&files);
     assert!(
         output.status.success(),
         "{}{}",

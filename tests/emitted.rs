@@ -9,10 +9,6 @@ use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
 
-/// The Kubernetes version the schemas are checked against: the oldest one k8s-openapi's
-/// `v1_33` feature targets, so the output works on every cluster from there on.
-const KUBERNETES_VERSION: &str = "1.33.0";
-
 fn tool(name: &str, install: &str) -> Command {
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {name}")])
@@ -70,11 +66,7 @@ fn every_emitted_object_passes_strict_schema_validation() {
         }
     }
     assert!(files.len() >= 6 * 6, "every input yields a StatefulSet and 5 companions");
-    let output = tool("kubernetes-validate", "pip install kubernetes-validate")
-        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
-        .args(&files)
-        .output()
-        .unwrap();
+    let output = common::validate_strictly(&files);
     assert!(
         output.status.success(),
         "strict schema validation failed:\n{}{}",
@@ -91,14 +83,7 @@ fn strict_schema_validation_catches_an_unknown_field() {
     sts["spec"]["replica"] = json!(3);
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, mysql_webhook::yaml::to_string(&sts)).unwrap();
-    let status = tool("kubernetes-validate", "pip install kubernetes-validate")
-        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
-        .arg(&path)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(!status.success());
+    assert!(!common::validate_strictly(&[path]).status.success());
 }
 
 fn check_script(label: &str, script: &str) {

@@ -92,3 +92,16 @@ pub fn scripts(sts: &Value) -> Vec<(String, String)> {
     }
     out
 }
+
+/// The Kubernetes version the schemas are checked against: the oldest one k8s-openapi's `v1_33`
+/// feature targets, so the output works on every cluster from there on.
+pub const KUBERNETES_VERSION: &str = "1.33.0";
+
+/// `kubernetes-validate --strict` (PyPI) on `files`; a missing tool fails with the install command.
+pub fn validate_strictly(files: &[PathBuf]) -> Output {
+    Command::new("kubernetes-validate")
+        .args(["--strict", "--quiet", "-k", KUBERNETES_VERSION])
+        .args(files)
+        .output()
+        .expect("kubernetes-validate is not installed; run pip install kubernetes-validate (or .ci/run)")
+}
