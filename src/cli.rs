@@ -34,8 +34,8 @@ pub enum Command {
         #[arg(long, env = "MYSQL_WEBHOOK_WITH_SECRET")]
         with_secret: bool,
     },
-    /// Run the policies offline on the expanded manifests (CI use).
-    Check,
+    /// Run the policies offline on the expanded manifests (CI use): exit 0 all pass, 1 denied, 2 bad input.
+    Check(CheckArgs),
     /// Make a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
 }
@@ -57,6 +57,9 @@ pub struct ServeArgs {
     /// Policy configuration (policies.yaml); without it the built-in policies run with defaults.
     #[arg(long, env = "MYSQL_WEBHOOK_POLICIES")]
     pub policies: Option<PathBuf>,
+    /// Directory for precompiled policies, so a restart doesn't compile them again (created if missing).
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE", default_value_os_t = crate::policy::default_cache_dir())]
+    pub policy_cache: PathBuf,
     /// Don't run the companion controller.
     #[arg(long, env = "MYSQL_WEBHOOK_NO_CONTROLLER")]
     pub no_controller: bool,
@@ -88,6 +91,28 @@ impl ServeArgs {
             )),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Manifest file (multi-document YAML or JSON); `-` reads standard input.
+    #[arg(short = 'f', long = "filename", env = "MYSQL_WEBHOOK_FILENAME")]
+    pub file: PathBuf,
+    /// Policy configuration (policies.yaml); without it the built-in policies run with defaults.
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICIES")]
+    pub policies: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', env = "MYSQL_WEBHOOK_OUTPUT", value_enum, default_value = "text")]
+    pub output: CheckOutput,
+    /// Directory for precompiled policies (created if missing).
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE", default_value_os_t = crate::policy::default_cache_dir())]
+    pub policy_cache: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckOutput {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -3,11 +3,14 @@
 //!
 //! The domain core is pure (no IO, no async): [`plan`] reads and validates the annotations,
 //! [`expand`] builds the pattern, [`companions`] the objects beside it, and [`mutate`] ties them
-//! into the minimal JSON Patch the webhook returns. The CLI and the server are thin shells.
+//! into the minimal JSON Patch the webhook returns. [`policy`] runs the WebAssembly topology
+//! policies on the expanded objects. The CLI and the server are thin shells.
 
-#![forbid(unsafe_code)]
+// Denied, not forbidden: loading a precompiled policy is the one unsafe call (policy::host).
+#![deny(unsafe_code)]
 
 pub mod certs;
+pub mod check;
 pub mod cli;
 pub mod companions;
 pub mod consts;
@@ -18,7 +21,9 @@ pub mod manifests;
 pub mod metrics;
 pub mod mutate;
 pub mod plan;
+pub mod policy;
 pub mod quantity;
+pub mod scale;
 pub mod scripts;
 pub mod server;
 pub mod telemetry;

@@ -4,9 +4,10 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use mysql_webhook::cli::{CertsArgs, Cli, Command, ServeArgs};
+use mysql_webhook::cli::{CertsArgs, CheckArgs, CheckOutput, Cli, Command, ServeArgs};
 use mysql_webhook::companions::Credentials;
-use mysql_webhook::{certs, consts, manifests, server, telemetry};
+use mysql_webhook::policy::{Host, Policies, Source};
+use mysql_webhook::{certs, check, consts, manifests, server, telemetry};
 
 /// See Cargo.toml: glibc's allocator was a third of the webhook's CPU under load.
 #[global_allocator]
@@ -14,6 +15,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Exit code for bad input and for commands that can't run.
 const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code of `check` when an enforced policy denies.
+const EXIT_DENIED: u8 = 1;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,10 +30,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Certs(args) => run_certs(&args),
-        Command::Check => {
-            eprintln!("error: this command is not built yet; `mutate`, `serve` and `certs` are available");
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
+        Command::Check(args) => run_check(&args),
     }
 }
 
@@ -41,6 +41,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         addr: args.addr,
         certificates,
         policies: args.policies,
+        policy_cache: Some(args.policy_cache),
         controller: !args.no_controller,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -105,6 +106,41 @@ fn run_mutate(file: &std::path::Path, with_secret: bool) -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+fn run_check(args: &CheckArgs) -> ExitCode {
+    let text = match read_input(&args.file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", args.file.display());
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let source = args.policies.clone().map_or(Source::Builtins, Source::File);
+    let policies = match Host::new(Some(args.policy_cache.clone())).map_err(Into::into).and_then(|host| Policies::load(host, source)) {
+        Ok(policies) => policies,
+        Err(e) => {
+            eprintln!("error: the policies can't be loaded: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let report = match check::check(&text, &policies) {
+        Ok(report) => report,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let printed = match args.output {
+        CheckOutput::Text => report.to_text(),
+        CheckOutput::Json => report.to_json(),
+    };
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(printed.as_bytes()).and_then(|()| stdout.flush()) {
+        eprintln!("error: cannot write the output: {e}");
+        return ExitCode::FAILURE;
+    }
+    if report.denied() { ExitCode::from(EXIT_DENIED) } else { ExitCode::SUCCESS }
 }
 
 fn read_input(file: &std::path::Path) -> std::io::Result<String> {

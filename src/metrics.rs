@@ -1,6 +1,7 @@
 //! Prometheus metrics of the webhook (`GET /metrics`, OpenMetrics text): requests by endpoint and
 //! outcome, latency, requests in flight, certificate reloads and expiry, controller reconciles,
-//! failures and duration, build info. One
+//! failures and duration, policy evaluations by policy and outcome with their latency, policy
+//! set reloads, build info. One
 //! [`Metrics`] per process, shared by the handlers and the certificate reloader.
 
 use std::time::Instant;
@@ -34,6 +35,17 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyOutcomeLabels {
+    pub policy: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub policy: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -49,6 +61,8 @@ pub enum Outcome {
     Denied,
     /// Not a usable AdmissionReview: answered with an HTTP 4xx.
     Invalid,
+    /// The webhook's own failure: answered with an HTTP 500.
+    Error,
 }
 
 impl Outcome {
@@ -59,6 +73,7 @@ impl Outcome {
             Outcome::Patched => "patched",
             Outcome::Denied => "denied",
             Outcome::Invalid => "invalid",
+            Outcome::Error => "error",
         }
     }
 }
@@ -79,6 +94,10 @@ pub struct Metrics {
     reconciles: Counter,
     reconcile_failures: Family<ReasonLabels, Counter>,
     reconcile_duration: Histogram,
+    policy_evaluations: Family<PolicyOutcomeLabels, Counter>,
+    policy_duration: Family<PolicyLabels, Histogram>,
+    policy_reloads: Family<ResultLabels, Counter>,
+    policies_loaded: Gauge,
 }
 
 impl Default for Metrics {
@@ -136,8 +155,35 @@ impl Metrics {
             "Time to reconcile a StatefulSet",
             reconcile_duration.clone(),
         );
+        let policy_evaluations = Family::<PolicyOutcomeLabels, Counter>::default();
+        registry.register(
+            "policy_evaluations",
+            "Policy evaluations by policy and outcome (allowed, denied, timeout, memory_limit, trap, oversized_result)",
+            policy_evaluations.clone(),
+        );
+        // From 10 µs (a small policy) to the longest timeout accepted (2 s).
+        let policy_duration = Family::<PolicyLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new([0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.01, 0.1, 0.5, 2.0])
+        });
+        registry.register(
+            "policy_evaluation_duration_seconds",
+            "Time one policy takes on one request, instantiation included",
+            policy_duration.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy set reloads after policies.yaml or a module changed, by result (a failure keeps the last good set)",
+            policy_reloads.clone(),
+        );
+        let policies_loaded = Gauge::default();
+        registry.register("policies_loaded", "Policies in the set serving now", policies_loaded.clone());
         Metrics {
             registry,
+            policy_evaluations,
+            policy_duration,
+            policy_reloads,
+            policies_loaded,
             requests,
             latency,
             in_flight,
@@ -173,6 +219,22 @@ impl Metrics {
         if let Some(reason) = failure {
             self.reconcile_failures.get_or_create(&ReasonLabels { reason }).inc();
         }
+    }
+
+    pub fn record_policy_evaluation(&self, policy: &str, outcome: &'static str, duration: std::time::Duration) {
+        self.policy_evaluations.get_or_create(&PolicyOutcomeLabels { policy: policy.to_owned(), outcome }).inc();
+        self.policy_duration.get_or_create(&PolicyLabels { policy: policy.to_owned() }).observe(duration.as_secs_f64());
+    }
+
+    /// A reload attempt, and the number of policies serving after it.
+    pub fn record_policy_reload(&self, ok: bool, serving: usize) {
+        let result = if ok { "success" } else { "failure" };
+        self.policy_reloads.get_or_create(&ResultLabels { result }).inc();
+        self.set_policies_loaded(serving);
+    }
+
+    pub fn set_policies_loaded(&self, serving: usize) {
+        self.policies_loaded.set(serving as i64);
     }
 
     /// The OpenMetrics text exposition.

@@ -123,8 +123,8 @@ fn mutating_its_own_output_changes_nothing() {
 }
 
 #[test]
-fn commands_not_built_yet_say_so_and_exit_2() {
+fn check_without_a_file_is_a_usage_error_that_exits_2() {
     let output = run_cli(&["check"], "");
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("not built yet"));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--filename <FILE>"));
 }

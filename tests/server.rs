@@ -7,7 +7,7 @@ mod common;
 use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ impl Server {
                 .unwrap();
         let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         server::spawn_reloader(store.clone(), metrics.clone());
-        let state = AppState { metrics: metrics.clone(), ready: Arc::new(AtomicBool::new(true)) };
+        let state = AppState::new(metrics.clone(), policies());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, store, server::router(state), async {
             let _ = stopped.await;
@@ -224,13 +224,52 @@ async fn an_update_of_replicas_and_image_never_patches_immutable_fields() {
     assert_eq!(object["spec"]["template"]["spec"]["initContainers"][0]["image"], "mysql:8.4.4");
 }
 
+/// The built-in policies, loaded once per test process.
+fn policies() -> Arc<mysql_webhook::policy::Policies> {
+    static POLICIES: std::sync::OnceLock<Arc<mysql_webhook::policy::Policies>> = std::sync::OnceLock::new();
+    POLICIES.get_or_init(|| Arc::new(common::builtin_policies())).clone()
+}
+
 #[tokio::test]
-async fn validate_allows_while_no_policies_are_loaded() {
+async fn validate_allows_the_default_expansion_under_the_builtin_policies() {
     let server = Server::start().await;
-    for name in ["create-annotated", "update-scale"] {
-        let response = review(&server, "validate", &fixture(name)).await;
-        assert_eq!(response["allowed"], true, "{name}");
+    let response = review(&server, "validate", &fixture("create-annotated")).await;
+    assert_eq!(response["allowed"], true, "{response}");
+    let metrics = server.client().get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    for policy in mysql_webhook::policy::builtin::NAMES {
+        let counted = format!("mysql_webhook_policy_evaluations_total{{policy=\"{policy}\",outcome=\"allowed\"}} 1");
+        assert!(metrics.contains(&counted), "{counted} in {metrics}");
+        assert!(metrics.contains(&format!("mysql_webhook_policy_evaluation_duration_seconds_count{{policy=\"{policy}\"}} 1")));
     }
+}
+
+#[tokio::test]
+async fn validate_denies_with_every_deny_prefixed_by_its_policy() {
+    let server = Server::start().await;
+    let mut even = fixture("create-annotated");
+    even["request"]["object"]["spec"]["replicas"] = json!(4);
+    let response = review(&server, "validate", &even).await;
+    assert_eq!(response["allowed"], false, "{response}");
+    assert_eq!(response["status"]["code"], 403);
+    let message = response["status"]["message"].as_str().unwrap();
+    assert!(message.starts_with("replica-quorum: "), "{message}");
+    assert!(message.contains('4'), "the message names the count: {message}");
+}
+
+#[tokio::test]
+async fn validate_allows_a_scale_with_a_warning_when_there_is_no_cluster() {
+    let server = Server::start().await;
+    let response = review(&server, "validate", &fixture("update-scale")).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response["warnings"][0].as_str().unwrap().contains("no cluster connection"), "{response}");
+}
+
+#[tokio::test]
+async fn validate_lets_unannotated_statefulsets_through_without_running_policies() {
+    let server = Server::start().await;
+    let response = review(&server, "validate", &fixture("create-unannotated")).await;
+    assert_eq!(response["allowed"], true);
+    assert!(response.get("warnings").is_none(), "{response}");
 }
 
 #[tokio::test]

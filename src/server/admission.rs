@@ -4,7 +4,13 @@
 //! - [`Rejection`]: the body is not a usable review — answered with an HTTP 4xx and a message;
 //! - a denial: a valid review of an object that can't be admitted — an AdmissionReview with
 //!   `allowed: false`, a 4xx `status.code` and a message kubectl shows;
-//! - an allow, with the engine's JSON Patch and warnings for `/mutate`.
+//! - an allow, with the engine's JSON Patch and warnings for `/mutate`, or the policies'
+//!   warnings for `/validate`.
+//!
+//! `/validate` runs the policies on what the API server will store: the expanded StatefulSet
+//! (expanded again here, which changes nothing when `/mutate` already ran), or for a scale the
+//! parent StatefulSet with the requested replicas. Finding the parent and running the policies
+//! are the server's (IO); deciding what to run and what to answer is here.
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -13,6 +19,8 @@ use serde_json::value::RawValue;
 
 use crate::consts::{ADMISSION_API_VERSION as API_VERSION, ADMISSION_REVIEW_KIND as KIND};
 use crate::metrics::Outcome;
+use crate::policy::Evaluation;
+use crate::policy::request::{Gvk, PolicyRequest};
 use crate::{MutateError, mutate_statefulset};
 
 /// A body that is not a usable AdmissionReview; the message says what is wrong.
@@ -36,6 +44,8 @@ pub struct Request {
     pub uid: String,
     pub kind: Option<GroupVersionKind>,
     pub request_kind: Option<GroupVersionKind>,
+    /// Passed on to the policies as it came.
+    pub resource: Option<Box<RawValue>>,
     #[serde(default)]
     pub sub_resource: Option<String>,
     pub name: Option<String>,
@@ -45,6 +55,8 @@ pub struct Request {
     /// Kept raw: parsed straight into the type a handler needs, or not at all.
     pub object: Option<Box<RawValue>>,
     pub old_object: Option<Box<RawValue>>,
+    /// Passed on to the policies as it came.
+    pub user_info: Option<Box<RawValue>>,
     #[serde(default)]
     pub dry_run: bool,
 }
@@ -57,6 +69,12 @@ pub struct GroupVersionKind {
     pub version: String,
     #[serde(default)]
     pub kind: String,
+}
+
+impl GroupVersionKind {
+    fn as_gvk(&self) -> Gvk<'_> {
+        Gvk { group: &self.group, version: &self.version, kind: &self.kind }
+    }
 }
 
 /// The webhook's answer, serialised as the `response` of an AdmissionReview.
@@ -83,7 +101,7 @@ pub struct Status {
 }
 
 impl Response {
-    fn allow(uid: &str) -> Response {
+    pub fn allow(uid: &str) -> Response {
         Response {
             uid: uid.into(),
             allowed: true,
@@ -144,15 +162,84 @@ pub fn parse(body: &[u8]) -> Result<Request, Rejection> {
 }
 
 impl Request {
+    fn kind(&self) -> Option<&GroupVersionKind> {
+        self.request_kind.as_ref().or(self.kind.as_ref())
+    }
+
+    fn sub_resource(&self) -> Option<&str> {
+        self.sub_resource.as_deref().filter(|s| !s.is_empty())
+    }
+
     /// Is this a create or update of a StatefulSet itself (not a subresource)?
     fn is_statefulset_write(&self) -> bool {
-        let kind = self.request_kind.as_ref().or(self.kind.as_ref());
         let statefulset =
-            kind.is_some_and(|k| k.group == "apps" && k.version == "v1" && k.kind == "StatefulSet");
-        statefulset
-            && self.sub_resource.as_deref().is_none_or(str::is_empty)
-            && matches!(self.operation.as_str(), "CREATE" | "UPDATE")
+            self.kind().is_some_and(|k| k.group == "apps" && k.version == "v1" && k.kind == "StatefulSet");
+        statefulset && self.sub_resource().is_none() && matches!(self.operation.as_str(), "CREATE" | "UPDATE")
     }
+
+    /// Is this `kubectl scale` (an update of `statefulsets/scale`)?
+    fn is_statefulset_scale(&self) -> bool {
+        let resource = self.resource.as_deref().and_then(|r| serde_json::from_str::<Resource>(r.get()).ok());
+        resource.is_some_and(|r| r.group == "apps" && r.resource == "statefulsets")
+            && self.sub_resource() == Some("scale")
+            && self.operation == "UPDATE"
+    }
+
+    /// The object (and, on UPDATE, the stored object) as StatefulSets.
+    fn statefulsets(&self) -> Result<(StatefulSet, Option<StatefulSet>), Rejection> {
+        let object = self.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
+        let old = match self.operation.as_str() {
+            "UPDATE" => Some(
+                self.old_object.as_deref().ok_or_else(|| Rejection("request.oldObject is missing".into()))?,
+            ),
+            _ => None,
+        };
+        // The API server decodes every object before any webhook sees it: one that doesn't
+        // decode can't come from it, so the request itself is invalid.
+        let parse = |raw: &RawValue, field: &str| {
+            serde_json::from_str::<StatefulSet>(raw.get())
+                .map_err(|e| Rejection(format!("request.{field} is not a valid apps/v1 StatefulSet: {e}")))
+        };
+        Ok((parse(object, "object")?, old.map(|o| parse(o, "oldObject")).transpose()?))
+    }
+
+    /// The request the policies see, with `object` and `old` in place of the review's.
+    pub fn policy_request(&self, object: &StatefulSet, old: Option<&StatefulSet>) -> String {
+        PolicyRequest {
+            uid: &self.uid,
+            kind: self.kind.as_ref().map(GroupVersionKind::as_gvk),
+            resource: self.resource.as_deref(),
+            sub_resource: self.sub_resource.as_deref(),
+            request_kind: self.request_kind.as_ref().map(GroupVersionKind::as_gvk),
+            name: self.name.as_deref(),
+            namespace: self.namespace.as_deref(),
+            operation: &self.operation,
+            user_info: self.user_info.as_deref(),
+            object,
+            old_object: old,
+            dry_run: self.dry_run,
+        }
+        .to_json()
+    }
+}
+
+#[derive(Deserialize)]
+struct Resource {
+    #[serde(default)]
+    group: String,
+    #[serde(default)]
+    resource: String,
+}
+
+/// The parts of an `autoscaling/v1` Scale the webhook reads.
+#[derive(Deserialize)]
+struct Scale {
+    spec: Option<ScaleSpec>,
+}
+
+#[derive(Deserialize)]
+struct ScaleSpec {
+    replicas: Option<i32>,
 }
 
 /// `/mutate`: the engine's patch for an opted-in StatefulSet; everything else is allowed as is.
@@ -161,25 +248,7 @@ pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
     if !request.is_statefulset_write() {
         return Ok(Response::allow(&request.uid));
     }
-    let object = request.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
-    let old = match request.operation.as_str() {
-        "UPDATE" => Some(
-            request.old_object.as_deref().ok_or_else(|| Rejection("request.oldObject is missing".into()))?,
-        ),
-        _ => None,
-    };
-    let parse = |raw: &RawValue, field: &str| {
-        serde_json::from_str::<StatefulSet>(raw.get())
-            .map_err(|e| format!("request.{field} is not a valid apps/v1 StatefulSet: {e}"))
-    };
-    let parsed = parse(object, "object")
-        .and_then(|object| Ok((object, old.map(|o| parse(o, "oldObject")).transpose()?)));
-    let (object, old) = match parsed {
-        Ok(parsed) => parsed,
-        // The API server decodes every object before any webhook sees it: one that doesn't
-        // decode can't come from it, so the request itself is invalid.
-        Err(message) => return Err(Rejection(message)),
-    };
+    let (object, old) = request.statefulsets()?;
     Ok(match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Response::allow(&request.uid),
         Ok(Some(mutation)) => {
@@ -192,16 +261,75 @@ pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
             response.warnings = mutation.warnings;
             response
         }
-        // A valid StatefulSet the user must fix: 422 like the API server's own validation.
-        Err(MutateError::Invalid(invalid)) => Response::deny(&request.uid, 422, invalid.to_string()),
-        // Decoded above, so only re-serialising the object for the patch could fail here.
-        Err(MutateError::Malformed(e)) => {
-            return Err(Rejection(format!("request.object can't be expanded: {e}")));
-        }
+        Err(error) => expansion_refused(request, error)?,
     })
 }
 
-/// `/validate`: no policies are loaded yet, so every well-formed review is allowed.
-pub fn validate_review(request: &Request) -> Response {
-    Response::allow(&request.uid)
+/// The answer when the expansion refuses the object.
+fn expansion_refused(request: &Request, error: MutateError) -> Result<Response, Rejection> {
+    match error {
+        // A valid StatefulSet the user must fix: 422 like the API server's own validation.
+        MutateError::Invalid(invalid) => Ok(Response::deny(&request.uid, 422, invalid.to_string())),
+        // Decoded already, so only re-serialising the object for the patch could fail here.
+        MutateError::Malformed(e) => Err(Rejection(format!("request.object can't be expanded: {e}"))),
+    }
+}
+
+/// What `/validate` does with a review.
+#[derive(Debug)]
+pub enum Validation {
+    /// Answer at once: not an opted-in StatefulSet, or refused by the expansion.
+    Answer(Response),
+    /// A scale: find the managed parent `namespace/name`, then [`scale_request`].
+    Scale { namespace: String, name: String, replicas: i32 },
+    /// Run the policies on this request (an AdmissionRequest as JSON, object expanded).
+    Evaluate(String),
+}
+
+/// Decides what `/validate` runs.
+pub fn validation(request: &Request) -> Result<Validation, Rejection> {
+    if request.is_statefulset_scale() {
+        let object = request.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
+        let scale: Scale = serde_json::from_str(object.get())
+            .map_err(|e| Rejection(format!("request.object is not a valid autoscaling/v1 Scale: {e}")))?;
+        let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
+        let (Some(namespace), Some(name)) = (request.namespace.clone(), request.name.clone()) else {
+            return Err(Rejection("a statefulsets/scale request needs request.namespace and request.name".into()));
+        };
+        return Ok(Validation::Scale { namespace, name, replicas });
+    }
+    if !request.is_statefulset_write() {
+        return Ok(Validation::Answer(Response::allow(&request.uid)));
+    }
+    let (object, old) = request.statefulsets()?;
+    match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
+        Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
+        Ok(Some(mutation)) => Ok(Validation::Evaluate(request.policy_request(&mutation.expanded, old.as_ref()))),
+        Err(error) => expansion_refused(request, error).map(Validation::Answer),
+    }
+}
+
+/// The policies' request for a scale of `parent` (as stored) to `replicas`: the parent with the
+/// requested replicas as the object, the parent as the old object.
+pub fn scale_request(request: &Request, parent: &StatefulSet, replicas: i32) -> String {
+    let mut scaled = parent.clone();
+    scaled.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
+    request.policy_request(&scaled, Some(parent))
+}
+
+/// The answer for the policies' evaluation: denied (403, every denial with its policy's name)
+/// when an enforced policy denies, allowed otherwise; warnings either way.
+pub fn evaluation_response(request: &Request, evaluation: &Evaluation) -> Response {
+    let denials = evaluation.denials();
+    let mut response = match denials.is_empty() {
+        true => Response::allow(&request.uid),
+        false => Response::deny(&request.uid, 403, denials.join("; ")),
+    };
+    response.warnings = evaluation.warnings();
+    response
+}
+
+/// An answer with `warning` for a review the policies can't judge.
+pub fn allow_with_warning(request: &Request, warning: String) -> Response {
+    Response { warnings: vec![warning], ..Response::allow(&request.uid) }
 }

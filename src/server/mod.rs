@@ -4,6 +4,10 @@
 //! Bad input gets a 4xx with a message and never takes the server down: bodies are limited in
 //! size ([`BODY_LIMIT`]) and in time ([`BODY_TIMEOUT`]), handshakes and headers too. SIGTERM and
 //! SIGINT stop accepting and drain the requests in flight.
+//!
+//! `/validate` runs the policies off the async executor (`spawn_blocking`), at most
+//! [`AppState::evaluations`] at a time, so a slow policy never stalls the accept loop, the probes
+//! or `/mutate`.
 
 pub mod admission;
 pub mod tls;
@@ -30,6 +34,8 @@ use tracing::Instrument;
 
 use crate::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use crate::metrics::{Metrics, Outcome};
+use crate::policy::{Policies, PolicyError, Source};
+use crate::scale::{ClusterLookup, ParentLookup};
 use tls::CertificateStore;
 
 /// Largest AdmissionReview accepted. The API server takes request bodies up to 3 MiB but etcd
@@ -48,8 +54,32 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 #[derive(Clone)]
 pub struct AppState {
     pub metrics: Arc<Metrics>,
-    /// Ready once certificates are loaded (and, later, policies compiled).
+    /// Ready once certificates are loaded and policies compiled.
     pub ready: Arc<AtomicBool>,
+    pub policies: Arc<Policies>,
+    /// Finds the parent of a Scale; `None` without a cluster.
+    pub lookup: Option<Arc<dyn ParentLookup>>,
+    /// Bounds the policy evaluations running at once (one per core): more would only queue
+    /// for CPU inside the blocking pool.
+    pub evaluations: Arc<tokio::sync::Semaphore>,
+}
+
+impl AppState {
+    /// Ready, with no cluster to look Scale parents up in.
+    pub fn new(metrics: Arc<Metrics>, policies: Arc<Policies>) -> AppState {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        AppState {
+            metrics,
+            ready: Arc::new(AtomicBool::new(true)),
+            policies,
+            lookup: None,
+            evaluations: Arc::new(tokio::sync::Semaphore::new(cores)),
+        }
+    }
+
+    pub fn with_lookup(self, lookup: Arc<dyn ParentLookup>) -> AppState {
+        AppState { lookup: Some(lookup), ..self }
+    }
 }
 
 /// The routes, without TLS or sockets: tests can call it directly.
@@ -98,21 +128,75 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
 }
 
 async fn mutate_handler(State(state): State<AppState>, request: Request) -> Response {
-    review(state, "mutate", request, admission::mutate_review).await
+    review(state, "mutate", request, |_, request| async move { Ok(admission::mutate_review(&request)?) }).await
 }
 
 async fn validate_handler(State(state): State<AppState>, request: Request) -> Response {
-    review(state, "validate", request, |request| Ok(admission::validate_review(request))).await
+    review(state, "validate", request, validate).await
+}
+
+/// Why a review got no AdmissionReview answer.
+enum Refusal {
+    /// Not a usable review: 400.
+    Invalid(admission::Rejection),
+    /// Our failure: 500 with a generic message (the detail is logged), and the webhook's
+    /// `failurePolicy` decides.
+    Internal(String),
+}
+
+impl From<admission::Rejection> for Refusal {
+    fn from(rejection: admission::Rejection) -> Refusal {
+        Refusal::Invalid(rejection)
+    }
+}
+
+/// `/validate`: the policies on the expanded StatefulSet, or on the parent of a Scale.
+async fn validate(state: AppState, request: admission::Request) -> Result<admission::Response, Refusal> {
+    let input = match admission::validation(&request)? {
+        admission::Validation::Answer(response) => return Ok(response),
+        admission::Validation::Evaluate(input) => input,
+        admission::Validation::Scale { namespace, name, replicas } => {
+            let Some(lookup) = &state.lookup else {
+                return Ok(admission::allow_with_warning(
+                    &request,
+                    "the policies did not check this scale: the webhook has no cluster connection to read the StatefulSet"
+                        .into(),
+                ));
+            };
+            match lookup.managed_parent(&namespace, &name).await {
+                Ok(Some(parent)) => admission::scale_request(&request, &parent, replicas),
+                Ok(None) => return Ok(admission::Response::allow(&request.uid)),
+                Err(error) => return Err(Refusal::Internal(error.to_string())),
+            }
+        }
+    };
+    let permit = state.evaluations.clone().acquire_owned().await.expect("the semaphore is never closed");
+    let (policies, metrics, span) = (state.policies.clone(), state.metrics.clone(), tracing::Span::current());
+    let evaluation = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let _span = span.enter();
+        policies.evaluate(&input, Some(&metrics))
+    })
+    .await
+    .map_err(|e| Refusal::Internal(format!("the policy evaluation panicked: {e}")))?;
+    for finding in &evaluation.findings {
+        tracing::debug!(policy = %finding.policy, outcome = finding.outcome(), micros = finding.duration.as_micros() as u64, "policy evaluated");
+    }
+    Ok(admission::evaluation_response(&request, &evaluation))
 }
 
 /// The shell shared by both admission endpoints: read the body within limits, parse the
 /// review, decide, answer, log with the request's uid and count.
-async fn review(
+async fn review<Decide, Decided>(
     state: AppState,
     endpoint: &'static str,
     request: Request,
-    decide: impl FnOnce(&admission::Request) -> Result<admission::Response, admission::Rejection>,
-) -> Response {
+    decide: Decide,
+) -> Response
+where
+    Decide: FnOnce(AppState, admission::Request) -> Decided,
+    Decided: Future<Output = Result<admission::Response, Refusal>>,
+{
     let started = Instant::now();
     let _in_flight = state.metrics.start_request();
     let (outcome, response) = match read_body(request.into_body()).await {
@@ -126,8 +210,9 @@ async fn review(
                 let span = tracing::info_span!("admission", uid = %request.uid, endpoint, operation = %request.operation,
                     namespace = request.namespace.as_deref().unwrap_or(""), object = request.name.as_deref().unwrap_or(""),
                     dry_run = request.dry_run);
-                async {
-                    match decide(&request) {
+                let state_for_decision = state.clone();
+                async move {
+                    match decide(state_for_decision, request).await {
                         Ok(answer) => {
                             let outcome = answer.outcome();
                             match &answer.status {
@@ -139,9 +224,14 @@ async fn review(
                             let json = HeaderValue::from_static("application/json");
                             (outcome, ([(header::CONTENT_TYPE, json)], answer.to_review_json()).into_response())
                         }
-                        Err(rejection) => {
+                        Err(Refusal::Invalid(rejection)) => {
                             tracing::info!(%rejection, "invalid admission request");
                             (Outcome::Invalid, error(StatusCode::BAD_REQUEST, rejection.0))
+                        }
+                        Err(Refusal::Internal(detail)) => {
+                            tracing::error!(error = %detail, "internal error");
+                            let message = "internal error; the webhook's log has the details".into();
+                            (Outcome::Error, error(StatusCode::INTERNAL_SERVER_ERROR, message))
                         }
                     }
                 }
@@ -222,6 +312,37 @@ pub async fn serve(
     }
 }
 
+/// Loads the set of `--policies` (the built-ins without it) in the blocking pool.
+async fn load_policies(
+    file: Option<std::path::PathBuf>,
+    cache: Option<std::path::PathBuf>,
+) -> Result<Arc<Policies>, PolicyError> {
+    let started = Instant::now();
+    let policies = tokio::task::spawn_blocking(move || {
+        let source = file.map_or(Source::Builtins, Source::File);
+        Policies::load(crate::policy::Host::new(cache)?, source)
+    })
+    .await
+    .expect("loading the policies doesn't panic")?;
+    tracing::info!(policies = ?policies.current().names(), source = ?policies.source(), millis = started.elapsed().as_millis() as u64, "policies loaded");
+    Ok(Arc::new(policies))
+}
+
+/// Reloads the policy set when its files change, until the process ends.
+pub fn spawn_policy_reloader(policies: Arc<Policies>, metrics: Arc<Metrics>) {
+    if *policies.source() == Source::Builtins {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(crate::policy::RELOAD_INTERVAL);
+        loop {
+            interval.tick().await;
+            let (policies, metrics) = (policies.clone(), metrics.clone());
+            let _ = tokio::task::spawn_blocking(move || policies.reload_and_report(&metrics)).await;
+        }
+    });
+}
+
 /// Runs the certificate reloader until the process ends.
 pub fn spawn_reloader(certificates: Arc<CertificateStore>, metrics: Arc<Metrics>) {
     tokio::spawn(async move {
@@ -270,6 +391,8 @@ pub struct Config {
     pub addr: SocketAddr,
     pub certificates: Certificates,
     pub policies: Option<std::path::PathBuf>,
+    /// Where precompiled policies are kept; `None` compiles at every start.
+    pub policy_cache: Option<std::path::PathBuf>,
     pub controller: bool,
 }
 
@@ -281,6 +404,8 @@ pub enum ServeError {
     Certs(#[from] crate::certs::CertsError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the policies can't be loaded: {0}")]
+    Policies(#[from] PolicyError),
 }
 
 /// Runs the webhook until SIGTERM or SIGINT.
@@ -291,15 +416,13 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         Certificates::Development => development_certificates()?,
     };
     let certificates = CertificateStore::open(&cert, &key, &metrics)?;
-    match &config.policies {
-        Some(path) => {
-            tracing::warn!(policies = %path.display(), "policies are not built yet: the file is ignored and /validate allows everything")
-        }
-        None => tracing::info!("no policies are loaded yet: /validate allows everything"),
-    }
+    // Before binding: readiness means the policies are compiled and their settings accepted.
+    let policies = load_policies(config.policies.clone(), config.policy_cache.clone()).await?;
+    metrics.set_policies_loaded(policies.current().names().len());
     let (listener, local) =
         bind(config.addr).await.map_err(|source| ServeError::Bind { addr: config.addr, source })?;
     spawn_reloader(certificates.clone(), metrics.clone());
+    spawn_policy_reloader(policies.clone(), metrics.clone());
     // One signal stops both the server and the controller.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
@@ -309,13 +432,19 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
         let _ = stopped.wait_for(|stop| *stop).await;
     };
-    let controller = match config.controller {
-        false => None,
-        true => crate::controller::connect().await.map(|client| {
-            tokio::spawn(crate::controller::run(client, metrics.clone(), until_stopped(stopped.clone())))
-        }),
+    let client = crate::controller::connect().await;
+    let controller = match (config.controller, &client) {
+        (true, Some(client)) => Some(tokio::spawn(crate::controller::run(
+            client.clone(),
+            metrics.clone(),
+            until_stopped(stopped.clone()),
+        ))),
+        _ => None,
     };
-    let state = AppState { metrics, ready: Arc::new(AtomicBool::new(true)) };
+    let mut state = AppState::new(metrics, policies);
+    if let Some(client) = client {
+        state = state.with_lookup(Arc::new(ClusterLookup::start(client)));
+    }
     tracing::info!(addr = %local, cert = %cert.display(), "serving the admission webhook");
     serve(listener, certificates, router(state), until_stopped(stopped)).await;
     if let Some(controller) = controller {

@@ -105,3 +105,71 @@ pub fn validate_strictly(files: &[PathBuf]) -> Output {
         .output()
         .expect("kubernetes-validate is not installed; run pip install kubernetes-validate (or .ci/run)")
 }
+
+/// Where the tests keep precompiled policies: shared by every test process, so each component
+/// is compiled once per build rather than once per test.
+pub fn policy_cache() -> PathBuf {
+    repo_path("target/test-policy-cache")
+}
+
+/// The policy host the tests share a compile cache with.
+pub fn host() -> mysql_webhook::policy::Host {
+    mysql_webhook::policy::Host::new(Some(policy_cache())).expect("the engine starts")
+}
+
+/// The built-in policies with their default settings.
+pub fn builtin_policies() -> mysql_webhook::policy::Policies {
+    mysql_webhook::policy::Policies::load(host(), mysql_webhook::policy::Source::Builtins)
+        .expect("the built-in policies load")
+}
+
+/// The hostile test policy (`tests/policies/hostile`), built from source for wasm32-wasip2 on
+/// first use. Concurrent test processes serialise on cargo's lock and find it built.
+pub fn hostile_policy() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target_dir = repo_path("target/wasm-policies");
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "policy-hostile"])
+                .arg("--manifest-path")
+                .arg(repo_path("Cargo.toml"))
+                .arg("--target-dir")
+                .arg(&target_dir)
+                .env_remove("CARGO_ENCODED_RUSTFLAGS")
+                .env_remove("RUSTFLAGS")
+                .status()
+                .expect("cargo runs");
+            assert!(status.success(), "building tests/policies/hostile for wasm32-wasip2 failed");
+            target_dir.join("wasm32-wasip2/release/policy_hostile.wasm")
+        })
+        .clone()
+}
+
+/// Writes `yaml` as `policies.yaml` in `dir` and returns its path.
+pub fn write_policies(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("policies.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+/// The AdmissionRequest (JSON) the policies see for a CREATE of `sts`, expanded.
+pub fn policy_request(sts: &Value) -> String {
+    let object: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(sts.clone()).unwrap();
+    let mutation = mysql_webhook::mutate_statefulset(&object, None, Some("shop")).unwrap().expect("opted in");
+    mysql_webhook::policy::request::PolicyRequest {
+        uid: "test",
+        kind: Some(mysql_webhook::policy::request::STATEFULSET),
+        resource: None,
+        sub_resource: None,
+        request_kind: None,
+        name: object.metadata.name.as_deref(),
+        namespace: Some("shop"),
+        operation: "CREATE",
+        user_info: None,
+        object: &mutation.expanded,
+        old_object: None,
+        dry_run: false,
+    }
+    .to_json()
+}

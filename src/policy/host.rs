@@ -1,0 +1,464 @@
+//! The sandbox the policies run in: one wasmtime [`Engine`] per process, components compiled
+//! once (and cached on disk as precompiled artifacts keyed by content hash and engine), a
+//! pre-instantiated form per component, and a fresh [`Store`] per call with a memory cap and an
+//! epoch deadline. WASI is linked only so that components built by rustc for wasm32-wasip2
+//! link: no preopened directories, no environment, no arguments, no sockets, clocks frozen at
+//! zero and no timers (a guest can't sleep past its deadline in a host call).
+//!
+//! Everything here is blocking: callers run it off the async executor.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreContextMut, Trap};
+use wasmtime_wasi::p2::DynPollable;
+use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+mod bindings {
+    wasmtime::component::bindgen!({ path: "policies/wit", world: "policy" });
+}
+pub use bindings::Verdict;
+use bindings::{Policy, PolicyPre};
+
+/// How often the epoch advances: the precision of every deadline. A thread wakes this often.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+/// Linear memory a policy may use in one call. A policy parsing a StatefulSet into k8s-openapi
+/// types needs a few MiB; a runaway one is stopped here, long before it matters to the server.
+pub const MEMORY_LIMIT: usize = 64 << 20;
+/// A verdict (message and warnings) larger than this is a failure, not a message to truncate:
+/// nothing a human reads in kubectl is that long.
+pub const MAX_RESULT_BYTES: usize = 64 << 10;
+/// Longest message or warning passed on, in characters; longer ones are cut.
+pub const MAX_MESSAGE_CHARS: usize = 1000;
+/// Most warnings passed on per policy and call.
+pub const MAX_WARNINGS: usize = 16;
+/// The wasm stack a call may use.
+const MAX_WASM_STACK: usize = 1 << 20;
+/// Artifacts in the cache start with this, then the SHA-256 of what follows.
+const CACHE_MAGIC: &[u8; 8] = b"mwhcwsm1";
+
+/// A component that can't be used.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{module} is not a WebAssembly component: {reason}")]
+    NotAComponent { module: String, reason: String },
+    #[error("{module} can't run in the sandbox: {reason}")]
+    Link { module: String, reason: String },
+    #[error("the WebAssembly engine can't start: {0}")]
+    Engine(String),
+}
+
+/// Why a call into a policy produced no verdict. The texts are stable: they reach users and
+/// alerts, so they name the cause and never carry addresses or backtraces.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Fault {
+    #[error("did not finish within its timeout of {}ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("exceeded its memory limit of {} MiB", MEMORY_LIMIT >> 20)]
+    MemoryLimit,
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("returned a result of {0} bytes, over the limit of {MAX_RESULT_BYTES}")]
+    OversizedResult(usize),
+}
+
+impl Fault {
+    /// The metric label of the outcome.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Fault::Timeout(_) => "timeout",
+            Fault::MemoryLimit => "memory_limit",
+            Fault::Trap(_) => "trap",
+            Fault::OversizedResult(_) => "oversized_result",
+        }
+    }
+}
+
+/// A component ready to instantiate. Cheap to clone.
+#[derive(Clone)]
+pub struct Compiled {
+    pre: PolicyPre<Sandbox>,
+    /// SHA-256 of the component's bytes, hex.
+    pub digest: String,
+}
+
+/// The process's engine, linker and compile caches.
+pub struct Host {
+    engine: Engine,
+    linker: Linker<Sandbox>,
+    /// Where precompiled artifacts are kept; `None` compiles every time.
+    cache_dir: Option<PathBuf>,
+    /// Components compiled by this process, by digest: a reload compiles only what changed.
+    compiled: Mutex<HashMap<String, Compiled>>,
+    /// Part of every artifact's name: artifacts of another engine build are never tried.
+    engine_key: u64,
+    _ticker: EpochTicker,
+}
+
+/// Per-call state: WASI with nothing granted, and the memory cap.
+pub struct Sandbox {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+}
+
+impl WasiView for Sandbox {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+/// Caps linear memory and remembers that the cap was hit, so the trap it causes is reported as
+/// what it is.
+struct Limiter {
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MEMORY_LIMIT {
+            self.hit = true;
+            // An error traps at once: a guest allocator would otherwise abort with its own,
+            // less telling message, or retry.
+            anyhow::bail!("memory limit reached");
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Clocks that say 0: policies decide on the request, not on the time, and a clock would make
+/// their verdicts unrepeatable in `check`.
+struct FrozenClock;
+
+impl HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+const NO_TIMERS: &str = "the policy sandbox has no timers (wasi:clocks/monotonic-clock subscribe)";
+
+impl Host {
+    /// The engine and its epoch ticker. `cache_dir` is created when missing; when it can't be
+    /// written (a read-only root filesystem), components are compiled at every start instead.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Host, LoadError> {
+        let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true).max_wasm_stack(MAX_WASM_STACK);
+        let engine = Engine::new(&config).map_err(engine_error)?;
+        let mut linker = Linker::<Sandbox>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
+        // wasmtime-wasi's timers block the calling thread in the host, where the epoch deadline
+        // can't interrupt them: replace the interface with frozen time and no timers.
+        linker.allow_shadowing(true);
+        let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.6").map_err(engine_error)?;
+        clock.func_wrap("now", |_: StoreContextMut<'_, Sandbox>, (): ()| Ok((0u64,))).map_err(engine_error)?;
+        clock
+            .func_wrap("resolution", |_: StoreContextMut<'_, Sandbox>, (): ()| Ok((1_000_000_000u64,)))
+            .map_err(engine_error)?;
+        for timer in ["subscribe-instant", "subscribe-duration"] {
+            clock
+                .func_wrap(timer, |_: StoreContextMut<'_, Sandbox>, (_,): (u64,)| {
+                    Err::<(Resource<DynPollable>,), _>(anyhow::anyhow!(NO_TIMERS))
+                })
+                .map_err(engine_error)?;
+        }
+        linker.allow_shadowing(false);
+        let mut hasher = std::hash::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        env!("CARGO_PKG_VERSION").hash(&mut hasher);
+        let engine_key = hasher.finish();
+        let cache_dir = cache_dir.filter(|dir| match create_private_dir(dir) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, "the policy compile cache can't be used; compiling at every start");
+                false
+            }
+        });
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Host { engine, linker, cache_dir, compiled: Mutex::default(), engine_key, _ticker: ticker })
+    }
+
+    /// Compiles `bytes` (named `module` in errors), or takes it from the caches: this process's,
+    /// then the disk's. Checks that it exports the `policy` world and imports nothing the
+    /// sandbox lacks.
+    pub fn compile(&self, module: &str, bytes: &[u8]) -> Result<Compiled, LoadError> {
+        let digest = hex(&Sha256::digest(bytes));
+        if let Some(compiled) = self.compiled.lock().expect("never poisoned").get(&digest) {
+            return Ok(compiled.clone());
+        }
+        let component = match self.load_cached(&digest) {
+            Some(component) => component,
+            None => {
+                let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                    module: module.to_owned(),
+                    reason: not_a_component_reason(bytes, &e),
+                })?;
+                self.store_cached(&digest, &component);
+                component
+            }
+        };
+        let link_error = |e: wasmtime::Error| LoadError::Link { module: module.to_owned(), reason: format!("{e:#}") };
+        let pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
+        let pre = PolicyPre::new(pre).map_err(|e| LoadError::Link {
+            module: module.to_owned(),
+            reason: format!("it does not export the mysql-webhook:policy@0.1.0 world ({e:#})"),
+        })?;
+        let compiled = Compiled { pre, digest: digest.clone() };
+        self.compiled.lock().expect("never poisoned").insert(digest, compiled.clone());
+        Ok(compiled)
+    }
+
+    /// `validate-settings`: `Ok(Err(reason))` when the policy refuses them.
+    pub fn validate_settings(
+        &self,
+        compiled: &Compiled,
+        timeout: Duration,
+        settings: &str,
+    ) -> Result<Result<(), String>, Fault> {
+        let refused = self.call(compiled, timeout, |store, policy| policy.call_validate_settings(store, settings))?;
+        Ok(refused.map_err(|reason| truncate(&reason)))
+    }
+
+    /// `validate`, with the verdict checked for size and its texts truncated.
+    pub fn validate(
+        &self,
+        compiled: &Compiled,
+        timeout: Duration,
+        request: &str,
+        settings: &str,
+    ) -> Result<Verdict, Fault> {
+        let verdict = self.call(compiled, timeout, |store, policy| policy.call_validate(store, request, settings))?;
+        let size = verdict.message.as_ref().map_or(0, String::len) + verdict.warnings.iter().map(String::len).sum::<usize>();
+        if size > MAX_RESULT_BYTES {
+            return Err(Fault::OversizedResult(size));
+        }
+        let mut warnings: Vec<String> = verdict.warnings.iter().take(MAX_WARNINGS).map(|w| truncate(w)).collect();
+        if verdict.warnings.len() > MAX_WARNINGS {
+            warnings.push(format!("… and {} more warnings", verdict.warnings.len() - MAX_WARNINGS));
+        }
+        Ok(Verdict { allowed: verdict.allowed, message: verdict.message.as_deref().map(truncate), warnings })
+    }
+
+    /// One call in a fresh store: instantiated from the pre-instantiated form, with the memory
+    /// cap and a deadline of `timeout` (to within [`EPOCH_TICK`]).
+    fn call<R>(
+        &self,
+        compiled: &Compiled,
+        timeout: Duration,
+        call: impl FnOnce(&mut Store<Sandbox>, &Policy) -> wasmtime::Result<R>,
+    ) -> Result<R, Fault> {
+        let wasi = WasiCtxBuilder::new()
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let sandbox = Sandbox { wasi, table: ResourceTable::new(), limiter: Limiter { hit: false } };
+        let mut store = Store::new(&self.engine, sandbox);
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.set_epoch_deadline(deadline_ticks(timeout));
+        store.epoch_deadline_trap();
+        let result = compiled.pre.instantiate(&mut store).and_then(|policy| call(&mut store, &policy));
+        result.map_err(|error| classify(&error, store.data().limiter.hit, timeout))
+    }
+
+    fn artifact_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(format!("{digest}-{:016x}.cwasm", self.engine_key)))
+    }
+
+    fn load_cached(&self, digest: &str) -> Option<Component> {
+        let path = self.artifact_path(digest)?;
+        let file = std::fs::read(&path).ok()?;
+        let artifact = verified_artifact(&file);
+        if artifact.is_none() {
+            tracing::warn!(path = %path.display(), "ignoring a damaged precompiled policy; compiling it again");
+            return None;
+        }
+        // SAFETY: `Component::deserialize` runs machine code from the artifact without checking
+        // it, so only artifacts this program wrote are loaded: they live in a directory created
+        // with mode 0700, are written under a temporary name and renamed into place, and the
+        // SHA-256 over their content is checked just above, so a partial write or a damaged file
+        // is never loaded. The name carries the engine's compatibility hash, and wasmtime also
+        // refuses artifacts of another engine configuration or version.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, artifact?) };
+        match component {
+            Ok(component) => Some(component),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), error = %format!("{error:#}"), "ignoring an unusable precompiled policy");
+                None
+            }
+        }
+    }
+
+    fn store_cached(&self, digest: &str, component: &Component) {
+        let Some(path) = self.artifact_path(digest) else { return };
+        let result = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}"))).and_then(|artifact| {
+            let mut file = Vec::with_capacity(artifact.len() + 40);
+            file.extend_from_slice(CACHE_MAGIC);
+            file.extend_from_slice(&Sha256::digest(&artifact));
+            file.extend_from_slice(&artifact);
+            let partial = path.with_extension(format!("partial.{}", std::process::id()));
+            write_private(&partial, &file).and_then(|()| std::fs::rename(&partial, &path))
+        });
+        if let Err(error) = result {
+            tracing::warn!(path = %path.display(), %error, "can't keep the precompiled policy; it will be compiled again at the next start");
+        }
+    }
+}
+
+/// Deadline in epoch ticks: one more than the timeout holds, since the first tick may come at
+/// once.
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()) as u64).max(1) + 1
+}
+
+fn classify(error: &wasmtime::Error, memory_limit_hit: bool, timeout: Duration) -> Fault {
+    if memory_limit_hit {
+        return Fault::MemoryLimit;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Fault::Timeout(timeout),
+        Some(trap) => Fault::Trap(trap.to_string()),
+        // Host-raised errors (a timer asked for, `exit` called) and results that can't be
+        // lifted (invalid UTF-8): the root cause, which is a fixed text.
+        None => Fault::Trap(truncate(&error.root_cause().to_string())),
+    }
+}
+
+/// Says why the bytes are not a component, with the fix when it is a core module.
+fn not_a_component_reason(bytes: &[u8], error: &wasmtime::Error) -> String {
+    if bytes.len() >= 8 && &bytes[..4] == b"\0asm" && bytes[4..8] == [1, 0, 0, 0] {
+        return "it is a core WebAssembly module; build it for wasm32-wasip2, or wrap it with \
+                `wasm-tools component new`"
+            .into();
+    }
+    if bytes.len() < 4 || &bytes[..4] != b"\0asm" {
+        return "it does not start with the WebAssembly magic bytes".into();
+    }
+    truncate(&format!("{error:#}"))
+}
+
+/// Cuts `text` to [`MAX_MESSAGE_CHARS`] characters, saying so.
+pub fn truncate(text: &str) -> String {
+    match text.char_indices().nth(MAX_MESSAGE_CHARS) {
+        None => text.to_owned(),
+        Some((end, _)) => format!("{}… (truncated)", &text[..end]),
+    }
+}
+
+fn verified_artifact(file: &[u8]) -> Option<&[u8]> {
+    let rest = file.strip_prefix(CACHE_MAGIC.as_slice())?;
+    let (checksum, artifact) = rest.split_at_checked(32)?;
+    (Sha256::digest(artifact).as_slice() == checksum).then_some(artifact)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    // Probe: a directory that exists but can't be written is as good as none.
+    let probe = dir.join(format!(".probe.{}", std::process::id()));
+    write_private(&probe, b"")?;
+    std::fs::remove_file(probe)
+}
+
+fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(content)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> EpochTicker {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("policy-epoch".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        EpochTicker { stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncates_long_texts_on_a_character_boundary() {
+        let long = "é".repeat(MAX_MESSAGE_CHARS + 5);
+        let cut = truncate(&long);
+        assert!(cut.starts_with(&"é".repeat(MAX_MESSAGE_CHARS)));
+        assert!(cut.ends_with("… (truncated)"));
+        assert_eq!(truncate("short"), "short");
+    }
+
+    #[test]
+    fn deadline_covers_the_timeout_plus_one_tick() {
+        assert_eq!(deadline_ticks(Duration::from_millis(250)), 51);
+        assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+    }
+
+    #[test]
+    fn refuses_damaged_artifacts() {
+        let mut file = CACHE_MAGIC.to_vec();
+        file.extend_from_slice(&Sha256::digest(b"artifact"));
+        file.extend_from_slice(b"artifact");
+        assert_eq!(verified_artifact(&file), Some(&b"artifact"[..]));
+        let last = file.len() - 1;
+        file[last] ^= 1;
+        assert_eq!(verified_artifact(&file), None);
+        assert_eq!(verified_artifact(b"short"), None);
+    }
+}

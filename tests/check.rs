@@ -1,0 +1,114 @@
+//! `mysql-webhook check` as CI runs it: the expanded manifests through the real policies, exit
+//! 0 when all pass, 1 when an enforced policy denies, 2 on bad input; text a human scans and
+//! JSON a pipeline reads.
+
+mod common;
+
+use std::path::Path;
+
+use common::run_cli;
+use serde_json::Value;
+
+const DB: &str = "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: db\n  namespace: shop\n  annotations:\n    \
+    mysql-webhook.io/replicated: \"true\"\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: db}}\n  template:\n    \
+    metadata: {labels: {app: db}}\n    spec: {containers: [{name: mysql, image: \"mysql:8.4\"}]}\n";
+
+fn check(input: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let cache = common::policy_cache();
+    let mut args = vec!["check", "-f", "-", "--policy-cache", cache.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let output = run_cli(&args, input);
+    (
+        output.status.code(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+#[test]
+fn a_manifest_that_passes_every_builtin_policy_exits_0() {
+    let (code, stdout, stderr) = check(DB, &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    for policy in mysql_webhook::policy::builtin::NAMES {
+        let line = stdout.lines().find(|line| line.split_whitespace().nth(1) == Some(policy)).unwrap();
+        assert_eq!(line.split_whitespace().collect::<Vec<_>>()[..3], ["StatefulSet/shop/db", policy, "pass"]);
+    }
+    assert!(stdout.ends_with("1 StatefulSet(s), 5 policies: all pass\n"), "{stdout}");
+}
+
+#[test]
+fn every_example_in_deploy_passes_the_builtin_policies() {
+    for example in ["mariadb", "mysql-5.7", "mysql-8.0", "mysql-8.4"] {
+        let text = std::fs::read_to_string(common::repo_path(&format!("deploy/examples/{example}.yaml"))).unwrap();
+        let (code, stdout, stderr) = check(&text, &[]);
+        assert_eq!(code, Some(0), "{example}: {stdout}{stderr}");
+    }
+}
+
+#[test]
+fn an_enforced_deny_exits_1_and_names_object_policy_and_reason() {
+    let input = format!("{DB}---\n{}", DB.replace("name: db", "name: orders").replace("replicas: 3", "replicas: 4"));
+    let (code, stdout, _) = check(&input, &[]);
+    assert_eq!(code, Some(1), "{stdout}");
+    let denied = stdout.lines().find(|line| line.contains("DENY")).expect("a DENY line");
+    let columns: Vec<_> = denied.split_whitespace().collect();
+    assert_eq!(columns[..3], ["StatefulSet/shop/orders", "replica-quorum", "DENY"], "{denied}");
+    assert!(denied.contains('4'), "{denied}");
+    assert!(stdout.ends_with("2 StatefulSet(s), 5 policies: 1 denied\n"), "{stdout}");
+}
+
+#[test]
+fn json_output_has_a_finding_per_object_and_policy() {
+    let (code, stdout, _) = check(&DB.replace("replicas: 3", "replicas: 4"), &["--output", "json"]);
+    assert_eq!(code, Some(1));
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["denied"], true);
+    let object = &report["objects"][0];
+    assert_eq!((object["namespace"].as_str(), object["name"].as_str()), (Some("shop"), Some("db")));
+    assert_eq!(object["allowed"], false);
+    let findings = object["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 5);
+    let quorum = findings.iter().find(|f| f["policy"] == "replica-quorum").unwrap();
+    assert_eq!((quorum["verdict"].as_str(), quorum["denies"].as_bool()), (Some("deny"), Some(true)));
+    assert!(quorum["message"].as_str().unwrap().contains('4'));
+}
+
+#[test]
+fn a_warn_mode_policy_reports_but_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = common::write_policies(
+        dir.path(),
+        "policies:\n- {name: quorum, module: builtin:replica-quorum, mode: warn}\n",
+    );
+    let (code, stdout, _) =
+        check(&DB.replace("replicas: 3", "replicas: 4"), &["--policies", policies.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{stdout}");
+    let line = stdout.lines().next().unwrap();
+    assert_eq!(line.split_whitespace().collect::<Vec<_>>()[..3], ["StatefulSet/shop/db", "quorum", "warn"]);
+}
+
+#[test]
+fn bad_input_or_a_bad_policy_file_exits_2_with_the_reason() {
+    let (code, stdout, stderr) = check("kind: [", &[]);
+    assert_eq!(code, Some(2));
+    assert!(stdout.is_empty());
+    assert!(stderr.starts_with("error: input is not valid YAML or JSON"), "{stderr}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let policies = common::write_policies(dir.path(), "policies:\n- {name: q, module: builtin:quorum}\n");
+    let (code, _, stderr) = check(DB, &["--policies", policies.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("policy q: `module` \"builtin:quorum\": no such built-in policy"), "{stderr}");
+
+    let missing = Path::new("/nonexistent/policies.yaml");
+    let (code, _, stderr) = check(DB, &["--policies", missing.to_str().unwrap()]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("cannot read the policy configuration /nonexistent/policies.yaml"), "{stderr}");
+}
+
+#[test]
+fn input_without_opted_in_statefulsets_says_so_and_exits_0() {
+    let (code, stdout, _) = check("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n", &[]);
+    assert_eq!(code, Some(0));
+    assert!(stdout.starts_with("no opted-in StatefulSets"), "{stdout}");
+}

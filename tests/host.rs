@@ -1,0 +1,220 @@
+//! The policy host with real wasmtime and components built from source: misbehaving policies
+//! are contained per their `failure` setting with a message naming them, the set keeps
+//! evaluating, bad sets are refused at load, reloads switch behaviour or keep the last good set,
+//! and precompiled artifacts are cached on disk.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use mysql_webhook::policy::{FindingResult, Policies, PolicyError, Source};
+
+/// A policy set of the hostile policy (as `hostile`) with `settings` and `extra` YAML fields,
+/// followed by the built-in replica-quorum, in a policies.yaml in `dir`.
+fn hostile_set(dir: &Path, fields: &str) -> std::path::PathBuf {
+    let module = common::hostile_policy();
+    common::write_policies(
+        dir,
+        &format!(
+            "policies:\n- name: hostile\n  module: {}\n  {fields}\n- name: replica-quorum\n  module: builtin:replica-quorum\n",
+            module.display()
+        ),
+    )
+}
+
+fn load(path: &Path) -> Result<Policies, PolicyError> {
+    Policies::load(common::host(), Source::File(path.to_path_buf()))
+}
+
+fn request() -> String {
+    common::policy_request(&common::annotated("mysql", "mysql:8.4"))
+}
+
+/// Loads the hostile set misbehaving with `what` in validate, failing `failure`; evaluates once.
+fn contained(what: &str, failure: &str) -> mysql_webhook::policy::Evaluation {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_set(dir.path(), &format!("failure: {failure}\n  timeout: 100ms\n  settings: {{validate: {what}}}"));
+    let policies = load(&path).unwrap();
+    let evaluation = policies.evaluate(&request(), None);
+    assert_eq!(evaluation.findings.len(), 2);
+    assert_eq!(evaluation.findings[1].result, FindingResult::Allowed, "the next policy still runs and allows");
+    // The same set keeps answering after the misbehaviour.
+    let again = policies.evaluate(&request(), None);
+    assert_eq!(again.findings[1].result, FindingResult::Allowed);
+    evaluation
+}
+
+#[test]
+fn an_endless_loop_is_stopped_at_its_timeout_and_denies_with_the_policy_named() {
+    let started = Instant::now();
+    let evaluation = contained("loop", "deny");
+    assert!(started.elapsed() < Duration::from_secs(10), "two timeouts of 100 ms, not forever");
+    assert_eq!(evaluation.denials(), ["hostile: policy failed: did not finish within its timeout of 100ms"]);
+}
+
+#[test]
+fn an_endless_loop_with_failure_allow_is_allowed_with_a_warning() {
+    let evaluation = contained("loop", "allow");
+    assert!(evaluation.allowed());
+    assert_eq!(
+        evaluation.warnings(),
+        ["hostile: policy failed and was skipped (failure: allow): did not finish within its timeout of 100ms"]
+    );
+}
+
+#[test]
+fn a_memory_hog_is_stopped_at_the_memory_cap() {
+    let evaluation = contained("hog", "deny");
+    assert_eq!(evaluation.denials(), ["hostile: policy failed: exceeded its memory limit of 64 MiB"]);
+}
+
+#[test]
+fn a_panicking_policy_is_a_trap_with_a_stable_message() {
+    let evaluation = contained("trap", "deny");
+    let denials = evaluation.denials();
+    assert_eq!(denials.len(), 1);
+    assert!(denials[0].starts_with("hostile: policy failed: trapped: "), "{denials:?}");
+    assert_eq!(contained("trap", "deny").denials(), denials, "the same fault, the same message");
+}
+
+#[test]
+fn an_8_mib_message_is_an_oversized_result() {
+    let evaluation = contained("big-message", "deny");
+    assert_eq!(
+        evaluation.denials(),
+        [format!("hostile: policy failed: returned a result of {} bytes, over the limit of 65536", 8 << 20)]
+    );
+}
+
+#[test]
+fn a_policy_asking_for_a_timer_traps_at_once_instead_of_sleeping() {
+    let started = Instant::now();
+    let evaluation = contained("sleep", "deny");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let denials = evaluation.denials();
+    assert!(denials[0].contains("the policy sandbox has no timers"), "{denials:?}");
+}
+
+#[test]
+fn a_warn_mode_deny_is_a_warning_and_policy_warnings_pass_through() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_set(dir.path(), "mode: warn\n  settings: {validate: deny}");
+    let evaluation = load(&path).unwrap().evaluate(&request(), None);
+    assert!(evaluation.allowed());
+    assert_eq!(evaluation.warnings(), ["hostile: (warn mode, not enforced) hostile says no"]);
+    let path = hostile_set(dir.path(), "settings: {validate: warn}");
+    let evaluation = load(&path).unwrap().evaluate(&request(), None);
+    assert!(evaluation.allowed());
+    assert_eq!(evaluation.warnings(), ["hostile: hostile warns"]);
+}
+
+#[test]
+fn settings_that_are_always_refused_fail_the_load_naming_the_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_set(dir.path(), "settings: {settings: refuse}");
+    let error = load(&path).err().expect("refused").to_string();
+    assert_eq!(error, "policy hostile: settings refused: hostile refuses every setting");
+}
+
+#[test]
+fn a_loop_in_validate_settings_fails_the_load_at_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_set(dir.path(), "timeout: 50ms\n  settings: {settings: loop}");
+    let error = load(&path).err().expect("refused").to_string();
+    assert_eq!(error, "policy hostile: validate-settings failed: did not finish within its timeout of 50ms");
+}
+
+#[test]
+fn a_file_that_is_not_a_component_fails_the_load_naming_the_policy_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("broken.wasm");
+    std::fs::write(&module, b"this is not WebAssembly").unwrap();
+    let path = common::write_policies(dir.path(), "policies:\n- name: broken\n  module: broken.wasm\n");
+    let error = load(&path).err().expect("refused").to_string();
+    assert_eq!(
+        error,
+        format!(
+            "policy broken: {} is not a WebAssembly component: it does not start with the WebAssembly magic bytes",
+            module.display()
+        )
+    );
+    // A core module, the usual mistake (built for wasm32-unknown-unknown or wasip1).
+    std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+    let error = load(&path).err().expect("refused").to_string();
+    assert!(error.contains("it is a core WebAssembly module; build it for wasm32-wasip2"), "{error}");
+}
+
+#[test]
+fn a_missing_module_fails_the_load_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = common::write_policies(dir.path(), "policies:\n- name: gone\n  module: gone.wasm\n");
+    let error = load(&path).err().expect("refused").to_string();
+    assert!(error.starts_with("policy gone: cannot read module ") && error.contains("gone.wasm"), "{error}");
+}
+
+#[test]
+fn reload_switches_to_a_changed_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_set(dir.path(), "settings: {validate: allow}");
+    let policies = load(&path).unwrap();
+    assert!(policies.evaluate(&request(), None).allowed());
+    assert!(policies.reload_if_changed().is_none(), "nothing changed");
+    hostile_set(dir.path(), "settings: {validate: deny}");
+    assert!(matches!(policies.reload_if_changed(), Some(Ok(()))));
+    assert_eq!(policies.evaluate(&request(), None).denials(), ["hostile: hostile says no"]);
+}
+
+#[test]
+fn reload_notices_a_changed_module_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = dir.path().join("policy.wasm");
+    std::fs::copy(common::hostile_policy(), &module).unwrap();
+    let path = common::write_policies(dir.path(), "policies:\n- {name: mine, module: policy.wasm}\n");
+    let policies = load(&path).unwrap();
+    std::fs::write(&module, b"garbage").unwrap();
+    let refused = policies.reload_if_changed().expect("the module changed");
+    assert!(refused.unwrap_err().to_string().contains("is not a WebAssembly component"));
+}
+
+#[test]
+fn a_broken_new_set_is_refused_and_the_last_good_one_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = hostile_set(dir.path(), "settings: {validate: deny}");
+    let policies = load(&path).unwrap();
+    for broken in ["policies: [", "policies:\n- {name: x, module: builtin:nope}\n"] {
+        std::fs::write(&path, broken).unwrap();
+        assert!(matches!(policies.reload_if_changed(), Some(Err(_))), "{broken}");
+        assert!(policies.reload_if_changed().is_none(), "a refused set is not retried until it changes");
+        assert_eq!(policies.evaluate(&request(), None).denials(), ["hostile: hostile says no"]);
+    }
+}
+
+#[test]
+fn compiled_policies_are_kept_on_disk_and_a_damaged_artifact_is_compiled_again() {
+    let cache = tempfile::tempdir().unwrap();
+    let host = || mysql_webhook::policy::Host::new(Some(cache.path().to_path_buf())).unwrap();
+    let bytes = std::fs::read(common::hostile_policy()).unwrap();
+    host().compile("hostile", &bytes).unwrap();
+    let artifacts: Vec<_> = std::fs::read_dir(cache.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(artifacts.len(), 1, "{artifacts:?}");
+    assert_eq!(artifacts[0].extension().unwrap(), "cwasm");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&artifacts[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    // A truncated artifact is not loaded: the policy is compiled again and works.
+    let full = std::fs::read(&artifacts[0]).unwrap();
+    std::fs::write(&artifacts[0], &full[..full.len() / 2]).unwrap();
+    let fresh = host();
+    let compiled = fresh.compile("hostile", &bytes).unwrap();
+    let verdict = fresh.validate(&compiled, Duration::from_secs(1), &request(), r#"{"validate":"deny"}"#).unwrap();
+    assert!(!verdict.allowed);
+    assert_eq!(std::fs::read(&artifacts[0]).unwrap(), full, "the damaged artifact is replaced");
+}
+
+#[test]
+fn an_unwritable_cache_directory_falls_back_to_compiling() {
+    let host = mysql_webhook::policy::Host::new(Some("/proc/mysql-webhook-cache".into())).unwrap();
+    let bytes = std::fs::read(common::hostile_policy()).unwrap();
+    let compiled = host.compile("hostile", &bytes).unwrap();
+    assert!(host.validate(&compiled, Duration::from_secs(1), &request(), "{}").unwrap().allowed);
+}
