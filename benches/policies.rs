@@ -13,7 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use mysql_webhook::policy::config::{self, PolicyConfig};
 use mysql_webhook::policy::request::{PolicyRequest, STATEFULSET};
-use mysql_webhook::policy::{Host, PolicySet, Policies, Source};
+use mysql_webhook::policy::{Host, Policies, PolicySet, Source};
 
 fn request() -> String {
     let sts: StatefulSet = serde_json::from_value(serde_json::json!({

@@ -37,7 +37,9 @@ pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
     let user: Box<RawValue> = RawValue::from_string(CHECK_USER.to_owned()).expect("a JSON object");
     let mut objects = Vec::new();
     let statefulsets = output.documents.iter().flat_map(|document| match document.get("kind") {
-        Some(Value::String(kind)) if kind == "List" => document["items"].as_array().cloned().unwrap_or_default(),
+        Some(Value::String(kind)) if kind == "List" => {
+            document["items"].as_array().cloned().unwrap_or_default()
+        }
         _ => vec![document.clone()],
     });
     for (index, object) in statefulsets.filter(is_managed_statefulset).enumerate() {
@@ -68,7 +70,10 @@ pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
 
 fn is_managed_statefulset(object: &Value) -> bool {
     object.get("kind").and_then(Value::as_str) == Some("StatefulSet")
-        && object.pointer("/metadata/labels").and_then(|labels| labels.get(LABEL_MANAGED)).and_then(Value::as_str)
+        && object
+            .pointer("/metadata/labels")
+            .and_then(|labels| labels.get(LABEL_MANAGED))
+            .and_then(Value::as_str)
             == Some("true")
 }
 
@@ -143,7 +148,12 @@ impl Report {
             let label = object.label();
             for line in object.lines() {
                 let verdict = if line.denies { "DENY" } else { line.verdict };
-                rows.push([label.clone(), line.policy.to_owned(), verdict.to_owned(), line.message.unwrap_or_default()]);
+                rows.push([
+                    label.clone(),
+                    line.policy.to_owned(),
+                    verdict.to_owned(),
+                    line.message.unwrap_or_default(),
+                ]);
                 for warning in line.warnings {
                     rows.push([label.clone(), line.policy.to_owned(), "warning".into(), warning.to_owned()]);
                 }
@@ -153,7 +163,9 @@ impl Report {
         let (object_width, policy_width, verdict_width) = (width(0), width(1), width(2));
         let mut text = String::new();
         for [object, policy, verdict, message] in &rows {
-            let line = format!("{object:object_width$}  {policy:policy_width$}  {verdict:verdict_width$}  {message}");
+            let line = format!(
+                "{object:object_width$}  {policy:policy_width$}  {verdict:verdict_width$}  {message}"
+            );
             text.push_str(line.trim_end());
             text.push('\n');
         }
@@ -196,7 +208,8 @@ impl Report {
                 findings: object.lines(),
             })
             .collect();
-        let mut json = serde_json::to_string_pretty(&Json { denied: self.denied(), objects }).expect("strings serialise");
+        let mut json = serde_json::to_string_pretty(&Json { denied: self.denied(), objects })
+            .expect("strings serialise");
         json.push('\n');
         json
     }

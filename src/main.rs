@@ -117,7 +117,10 @@ fn run_check(args: &CheckArgs) -> ExitCode {
         }
     };
     let source = args.policies.clone().map_or(Source::Builtins, Source::File);
-    let policies = match Host::new(Some(args.policy_cache.clone())).map_err(Into::into).and_then(|host| Policies::load(host, source)) {
+    let policies = match Host::new(Some(args.policy_cache.clone()))
+        .map_err(Into::into)
+        .and_then(|host| Policies::load(host, source))
+    {
         Ok(policies) => policies,
         Err(e) => {
             eprintln!("error: the policies can't be loaded: {e}");

@@ -221,9 +221,18 @@ impl Metrics {
         }
     }
 
-    pub fn record_policy_evaluation(&self, policy: &str, outcome: &'static str, duration: std::time::Duration) {
-        self.policy_evaluations.get_or_create(&PolicyOutcomeLabels { policy: policy.to_owned(), outcome }).inc();
-        self.policy_duration.get_or_create(&PolicyLabels { policy: policy.to_owned() }).observe(duration.as_secs_f64());
+    pub fn record_policy_evaluation(
+        &self,
+        policy: &str,
+        outcome: &'static str,
+        duration: std::time::Duration,
+    ) {
+        self.policy_evaluations
+            .get_or_create(&PolicyOutcomeLabels { policy: policy.to_owned(), outcome })
+            .inc();
+        self.policy_duration
+            .get_or_create(&PolicyLabels { policy: policy.to_owned() })
+            .observe(duration.as_secs_f64());
     }
 
     /// A reload attempt, and the number of policies serving after it.

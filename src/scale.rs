@@ -71,7 +71,12 @@ impl ClusterLookup {
 }
 
 fn is_managed(statefulset: &StatefulSet) -> bool {
-    statefulset.metadata.labels.as_ref().and_then(|labels| labels.get(LABEL_MANAGED)).is_some_and(|v| v == "true")
+    statefulset
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|labels| labels.get(LABEL_MANAGED))
+        .is_some_and(|v| v == "true")
 }
 
 impl ParentLookup for ClusterLookup {

@@ -39,7 +39,8 @@ fn a_manifest_that_passes_every_builtin_policy_exits_0() {
 #[test]
 fn every_example_in_deploy_passes_the_builtin_policies() {
     for example in ["mariadb", "mysql-5.7", "mysql-8.0", "mysql-8.4"] {
-        let text = std::fs::read_to_string(common::repo_path(&format!("deploy/examples/{example}.yaml"))).unwrap();
+        let text =
+            std::fs::read_to_string(common::repo_path(&format!("deploy/examples/{example}.yaml"))).unwrap();
         let (code, stdout, stderr) = check(&text, &[]);
         assert_eq!(code, Some(0), "{example}: {stdout}{stderr}");
     }
@@ -47,7 +48,8 @@ fn every_example_in_deploy_passes_the_builtin_policies() {
 
 #[test]
 fn an_enforced_deny_exits_1_and_names_object_policy_and_reason() {
-    let input = format!("{DB}---\n{}", DB.replace("name: db", "name: orders").replace("replicas: 3", "replicas: 4"));
+    let input =
+        format!("{DB}---\n{}", DB.replace("name: db", "name: orders").replace("replicas: 3", "replicas: 4"));
     let (code, stdout, _) = check(&input, &[]);
     assert_eq!(code, Some(1), "{stdout}");
     let denied = stdout.lines().find(|line| line.contains("DENY")).expect("a DENY line");

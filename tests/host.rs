@@ -34,11 +34,18 @@ fn request() -> String {
 /// Loads the hostile set misbehaving with `what` in validate, failing `failure`; evaluates once.
 fn contained(what: &str, failure: &str) -> mysql_webhook::policy::Evaluation {
     let dir = tempfile::tempdir().unwrap();
-    let path = hostile_set(dir.path(), &format!("failure: {failure}\n  timeout: 100ms\n  settings: {{validate: {what}}}"));
+    let path = hostile_set(
+        dir.path(),
+        &format!("failure: {failure}\n  timeout: 100ms\n  settings: {{validate: {what}}}"),
+    );
     let policies = load(&path).unwrap();
     let evaluation = policies.evaluate(&request(), None);
     assert_eq!(evaluation.findings.len(), 2);
-    assert_eq!(evaluation.findings[1].result, FindingResult::Allowed, "the next policy still runs and allows");
+    assert_eq!(
+        evaluation.findings[1].result,
+        FindingResult::Allowed,
+        "the next policy still runs and allows"
+    );
     // The same set keeps answering after the misbehaviour.
     let again = policies.evaluate(&request(), None);
     assert_eq!(again.findings[1].result, FindingResult::Allowed);
@@ -59,7 +66,9 @@ fn an_endless_loop_with_failure_allow_is_allowed_with_a_warning() {
     assert!(evaluation.allowed());
     assert_eq!(
         evaluation.warnings(),
-        ["hostile: policy failed and was skipped (failure: allow): did not finish within its timeout of 100ms"]
+        [
+            "hostile: policy failed and was skipped (failure: allow): did not finish within its timeout of 100ms"
+        ]
     );
 }
 
@@ -206,7 +215,8 @@ fn compiled_policies_are_kept_on_disk_and_a_damaged_artifact_is_compiled_again()
     std::fs::write(&artifacts[0], &full[..full.len() / 2]).unwrap();
     let fresh = host();
     let compiled = fresh.compile("hostile", &bytes).unwrap();
-    let verdict = fresh.validate(&compiled, Duration::from_secs(1), &request(), r#"{"validate":"deny"}"#).unwrap();
+    let verdict =
+        fresh.validate(&compiled, Duration::from_secs(1), &request(), r#"{"validate":"deny"}"#).unwrap();
     assert!(!verdict.allowed);
     assert_eq!(std::fs::read(&artifacts[0]).unwrap(), full, "the damaged artifact is replaced");
 }

@@ -55,7 +55,8 @@ async fn validate(review: &Value, cached: Option<StatefulSet>, answer: Answer) -
         while let Some((request, send)) = handle.next_request().await {
             paths.push(format!("{} {}", request.method(), request.uri().path()));
             let (status, body) = answer.clone().expect("no API call is expected");
-            let response = Response::builder().status(status).body(Body::from(serde_json::to_vec(&body).unwrap()));
+            let response =
+                Response::builder().status(status).body(Body::from(serde_json::to_vec(&body).unwrap()));
             send.send_response(response.unwrap());
         }
         paths
@@ -69,7 +70,8 @@ async fn validate(review: &Value, cached: Option<StatefulSet>, answer: Answer) -
     let response = server::router(state).oneshot(request).await.unwrap();
     let status = response.status().as_u16();
     let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
-    let body = serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
+    let body =
+        serde_json::from_slice::<Value>(&bytes).unwrap_or_else(|_| json!(String::from_utf8_lossy(&bytes)));
     // The router and with it the client are gone: the mock's stream ends.
     let paths = api.await.unwrap();
     (status, body, paths)

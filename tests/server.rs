@@ -235,11 +235,15 @@ async fn validate_allows_the_default_expansion_under_the_builtin_policies() {
     let server = Server::start().await;
     let response = review(&server, "validate", &fixture("create-annotated")).await;
     assert_eq!(response["allowed"], true, "{response}");
-    let metrics = server.client().get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    let metrics =
+        server.client().get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     for policy in mysql_webhook::policy::builtin::NAMES {
-        let counted = format!("mysql_webhook_policy_evaluations_total{{policy=\"{policy}\",outcome=\"allowed\"}} 1");
+        let counted =
+            format!("mysql_webhook_policy_evaluations_total{{policy=\"{policy}\",outcome=\"allowed\"}} 1");
         assert!(metrics.contains(&counted), "{counted} in {metrics}");
-        assert!(metrics.contains(&format!("mysql_webhook_policy_evaluation_duration_seconds_count{{policy=\"{policy}\"}} 1")));
+        assert!(metrics.contains(&format!(
+            "mysql_webhook_policy_evaluation_duration_seconds_count{{policy=\"{policy}\"}} 1"
+        )));
     }
 }
 

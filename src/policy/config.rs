@@ -150,7 +150,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<PolicyConfig>, ConfigError> 
     let mut policies = Vec::with_capacity(file.policies.len());
     for (index, entry) in file.policies.into_iter().enumerate() {
         let label = entry.name.clone().unwrap_or_else(|| format!("#{}", index + 1));
-        let fail = |problem: String| ConfigError::Policy { path: shown.clone(), policy: label.clone(), problem };
+        let fail =
+            |problem: String| ConfigError::Policy { path: shown.clone(), policy: label.clone(), problem };
         let name = entry.name.clone().ok_or_else(|| fail("`name` is required".into()))?;
         check_name(&name).map_err(fail)?;
         if !seen.insert(name.clone()) {
@@ -196,9 +197,13 @@ fn check_name(name: &str) -> Result<(), String> {
 
 fn parse_module(module: &str, base: &Path) -> Result<Module, String> {
     if let Some(name) = module.strip_prefix(BUILTIN_PREFIX) {
-        return builtin::NAMES.iter().find(|builtin| **builtin == name).map(|n| Module::Builtin(n)).ok_or_else(
-            || format!("`module` {module:?}: no such built-in policy; built-ins are {}", builtin_list()),
-        );
+        return builtin::NAMES
+            .iter()
+            .find(|builtin| **builtin == name)
+            .map(|n| Module::Builtin(n))
+            .ok_or_else(|| {
+                format!("`module` {module:?}: no such built-in policy; built-ins are {}", builtin_list())
+            });
     }
     if module.is_empty() {
         return Err(format!("`module` is empty: give a .wasm path or one of {}", builtin_list()));
@@ -274,9 +279,11 @@ mod tests {
 
     #[test]
     fn refuses_duplicate_names() {
-        let error = parse_text("policies:\n- {name: a, module: builtin:spread}\n- {name: a, module: builtin:storage}\n")
-            .unwrap_err()
-            .to_string();
+        let error = parse_text(
+            "policies:\n- {name: a, module: builtin:spread}\n- {name: a, module: builtin:storage}\n",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(error.contains("policy a: the name is used by an earlier policy"), "{error}");
     }
 
@@ -291,24 +298,30 @@ mod tests {
 
     #[test]
     fn refuses_unknown_fields_and_bad_modes_naming_them() {
-        let error = parse_text("policies:\n- {name: a, module: builtin:spread, mdoe: warn}\n").unwrap_err().to_string();
+        let error = parse_text("policies:\n- {name: a, module: builtin:spread, mdoe: warn}\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown field `mdoe`"), "{error}");
-        let error = parse_text("policies:\n- {name: a, module: builtin:spread, mode: audit}\n").unwrap_err().to_string();
+        let error = parse_text("policies:\n- {name: a, module: builtin:spread, mode: audit}\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("unknown variant `audit`, expected `enforce` or `warn`"), "{error}");
     }
 
     #[test]
     fn names_a_nameless_policy_by_its_position() {
-        let error = parse_text("policies:\n- {name: a, module: builtin:spread}\n- {module: builtin:storage}\n")
-            .unwrap_err()
-            .to_string();
+        let error =
+            parse_text("policies:\n- {name: a, module: builtin:spread}\n- {module: builtin:storage}\n")
+                .unwrap_err()
+                .to_string();
         assert!(error.contains("policy #2: `name` is required"), "{error}");
     }
 
     #[test]
     fn refuses_settings_that_are_not_a_mapping() {
-        let error =
-            parse_text("policies:\n- {name: a, module: builtin:spread, settings: [1]}\n").unwrap_err().to_string();
+        let error = parse_text("policies:\n- {name: a, module: builtin:spread, settings: [1]}\n")
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("`settings` must be a mapping"), "{error}");
     }
 

@@ -122,7 +122,12 @@ struct Limiter {
 }
 
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired > MEMORY_LIMIT {
             self.hit = true;
             // An error traps at once: a guest allocator would otherwise abort with its own,
@@ -132,7 +137,12 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _max: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= 100_000)
     }
 }
@@ -175,7 +185,9 @@ impl Host {
         // can't interrupt them: replace the interface with frozen time and no timers.
         linker.allow_shadowing(true);
         let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.6").map_err(engine_error)?;
-        clock.func_wrap("now", |_: StoreContextMut<'_, Sandbox>, (): ()| Ok((0u64,))).map_err(engine_error)?;
+        clock
+            .func_wrap("now", |_: StoreContextMut<'_, Sandbox>, (): ()| Ok((0u64,)))
+            .map_err(engine_error)?;
         clock
             .func_wrap("resolution", |_: StoreContextMut<'_, Sandbox>, (): ()| Ok((1_000_000_000u64,)))
             .map_err(engine_error)?;
@@ -213,15 +225,17 @@ impl Host {
         let component = match self.load_cached(&digest) {
             Some(component) => component,
             None => {
-                let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
-                    module: module.to_owned(),
-                    reason: not_a_component_reason(bytes, &e),
-                })?;
+                let component =
+                    Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                        module: module.to_owned(),
+                        reason: not_a_component_reason(bytes, &e),
+                    })?;
                 self.store_cached(&digest, &component);
                 component
             }
         };
-        let link_error = |e: wasmtime::Error| LoadError::Link { module: module.to_owned(), reason: format!("{e:#}") };
+        let link_error =
+            |e: wasmtime::Error| LoadError::Link { module: module.to_owned(), reason: format!("{e:#}") };
         let pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
         let pre = PolicyPre::new(pre).map_err(|e| LoadError::Link {
             module: module.to_owned(),
@@ -239,7 +253,8 @@ impl Host {
         timeout: Duration,
         settings: &str,
     ) -> Result<Result<(), String>, Fault> {
-        let refused = self.call(compiled, timeout, |store, policy| policy.call_validate_settings(store, settings))?;
+        let refused =
+            self.call(compiled, timeout, |store, policy| policy.call_validate_settings(store, settings))?;
         Ok(refused.map_err(|reason| truncate(&reason)))
     }
 
@@ -251,12 +266,15 @@ impl Host {
         request: &str,
         settings: &str,
     ) -> Result<Verdict, Fault> {
-        let verdict = self.call(compiled, timeout, |store, policy| policy.call_validate(store, request, settings))?;
-        let size = verdict.message.as_ref().map_or(0, String::len) + verdict.warnings.iter().map(String::len).sum::<usize>();
+        let verdict =
+            self.call(compiled, timeout, |store, policy| policy.call_validate(store, request, settings))?;
+        let size = verdict.message.as_ref().map_or(0, String::len)
+            + verdict.warnings.iter().map(String::len).sum::<usize>();
         if size > MAX_RESULT_BYTES {
             return Err(Fault::OversizedResult(size));
         }
-        let mut warnings: Vec<String> = verdict.warnings.iter().take(MAX_WARNINGS).map(|w| truncate(w)).collect();
+        let mut warnings: Vec<String> =
+            verdict.warnings.iter().take(MAX_WARNINGS).map(|w| truncate(w)).collect();
         if verdict.warnings.len() > MAX_WARNINGS {
             warnings.push(format!("… and {} more warnings", verdict.warnings.len() - MAX_WARNINGS));
         }
@@ -319,14 +337,15 @@ impl Host {
 
     fn store_cached(&self, digest: &str, component: &Component) {
         let Some(path) = self.artifact_path(digest) else { return };
-        let result = component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}"))).and_then(|artifact| {
-            let mut file = Vec::with_capacity(artifact.len() + 40);
-            file.extend_from_slice(CACHE_MAGIC);
-            file.extend_from_slice(&Sha256::digest(&artifact));
-            file.extend_from_slice(&artifact);
-            let partial = path.with_extension(format!("partial.{}", std::process::id()));
-            write_private(&partial, &file).and_then(|()| std::fs::rename(&partial, &path))
-        });
+        let result =
+            component.serialize().map_err(|e| std::io::Error::other(format!("{e:#}"))).and_then(|artifact| {
+                let mut file = Vec::with_capacity(artifact.len() + 40);
+                file.extend_from_slice(CACHE_MAGIC);
+                file.extend_from_slice(&Sha256::digest(&artifact));
+                file.extend_from_slice(&artifact);
+                let partial = path.with_extension(format!("partial.{}", std::process::id()));
+                write_private(&partial, &file).and_then(|()| std::fs::rename(&partial, &path))
+            });
         if let Err(error) = result {
             tracing::warn!(path = %path.display(), %error, "can't keep the precompiled policy; it will be compiled again at the next start");
         }
@@ -395,7 +414,8 @@ fn create_private_dir(dir: &Path) -> std::io::Result<()> {
 fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
     file.write_all(content)
 }
 

@@ -45,7 +45,10 @@ pub enum FindingResult {
     Allowed,
     Denied(String),
     /// No verdict: the fault, and what the policy's `failure` setting makes of it.
-    Failed { fault: Fault, failure: Failure },
+    Failed {
+        fault: Fault,
+        failure: Failure,
+    },
 }
 
 impl Finding {
@@ -115,7 +118,10 @@ impl PolicySet {
     pub fn load(host: &Host, configs: &[PolicyConfig]) -> Result<PolicySet, SetError> {
         let total: Duration = configs.iter().map(|c| c.timeout).sum();
         if total > Duration::from_secs(4) {
-            tracing::warn!(total_ms = total.as_millis() as u64, "the policies' timeouts add up to more than 4 s; the webhook's timeoutSeconds is 5 s");
+            tracing::warn!(
+                total_ms = total.as_millis() as u64,
+                "the policies' timeouts add up to more than 4 s; the webhook's timeoutSeconds is 5 s"
+            );
         }
         let mut policies = Vec::with_capacity(configs.len());
         for config in configs {
@@ -126,7 +132,8 @@ impl PolicySet {
                     builtin::component(name).expect("config only accepts built-in names that exist"),
                 ),
                 Module::File(path) => std::borrow::Cow::Owned(
-                    std::fs::read(path).map_err(|e| fail(format!("cannot read module {}: {e}", path.display())))?,
+                    std::fs::read(path)
+                        .map_err(|e| fail(format!("cannot read module {}: {e}", path.display())))?,
                 ),
             };
             let compiled = host.compile(&label, &bytes).map_err(|e| fail(e.to_string()))?;
@@ -173,8 +180,13 @@ impl PolicySet {
                         (FindingResult::Failed { fault, failure: policy.config.failure }, Vec::new())
                     }
                 };
-                let finding =
-                    Finding { policy: policy.config.name.clone(), mode: policy.config.mode, result, warnings, duration };
+                let finding = Finding {
+                    policy: policy.config.name.clone(),
+                    mode: policy.config.mode,
+                    result,
+                    warnings,
+                    duration,
+                };
                 if let Some(metrics) = metrics {
                     metrics.record_policy_evaluation(&finding.policy, finding.outcome(), duration);
                 }
@@ -190,12 +202,19 @@ mod tests {
     use super::*;
 
     fn finding(mode: Mode, result: FindingResult) -> Finding {
-        Finding { policy: "quorum".into(), mode, result, warnings: vec!["odd is safer".into()], duration: Duration::ZERO }
+        Finding {
+            policy: "quorum".into(),
+            mode,
+            result,
+            warnings: vec!["odd is safer".into()],
+            duration: Duration::ZERO,
+        }
     }
 
     #[test]
     fn an_enforced_deny_denies_with_the_policy_name_first() {
-        let evaluation = Evaluation { findings: vec![finding(Mode::Enforce, FindingResult::Denied("2 replicas".into()))] };
+        let evaluation =
+            Evaluation { findings: vec![finding(Mode::Enforce, FindingResult::Denied("2 replicas".into()))] };
         assert!(!evaluation.allowed());
         assert_eq!(evaluation.denials(), ["quorum: 2 replicas"]);
         assert_eq!(evaluation.warnings(), ["quorum: odd is safer"]);
@@ -203,14 +222,16 @@ mod tests {
 
     #[test]
     fn a_warn_mode_deny_is_only_a_warning() {
-        let evaluation = Evaluation { findings: vec![finding(Mode::Warn, FindingResult::Denied("2 replicas".into()))] };
+        let evaluation =
+            Evaluation { findings: vec![finding(Mode::Warn, FindingResult::Denied("2 replicas".into()))] };
         assert!(evaluation.allowed());
         assert_eq!(evaluation.warnings()[1], "quorum: (warn mode, not enforced) 2 replicas");
     }
 
     #[test]
     fn a_failure_follows_the_failure_setting_and_never_denies_in_warn_mode() {
-        let failed = |failure| FindingResult::Failed { fault: Fault::Timeout(Duration::from_millis(250)), failure };
+        let failed =
+            |failure| FindingResult::Failed { fault: Fault::Timeout(Duration::from_millis(250)), failure };
         let closed = Evaluation { findings: vec![finding(Mode::Enforce, failed(Failure::Deny))] };
         assert_eq!(closed.denials(), ["quorum: policy failed: did not finish within its timeout of 250ms"]);
         let rolled_out = Evaluation { findings: vec![finding(Mode::Warn, failed(Failure::Deny))] };

@@ -289,12 +289,15 @@ pub enum Validation {
 /// Decides what `/validate` runs.
 pub fn validation(request: &Request) -> Result<Validation, Rejection> {
     if request.is_statefulset_scale() {
-        let object = request.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
+        let object =
+            request.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
         let scale: Scale = serde_json::from_str(object.get())
             .map_err(|e| Rejection(format!("request.object is not a valid autoscaling/v1 Scale: {e}")))?;
         let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
         let (Some(namespace), Some(name)) = (request.namespace.clone(), request.name.clone()) else {
-            return Err(Rejection("a statefulsets/scale request needs request.namespace and request.name".into()));
+            return Err(Rejection(
+                "a statefulsets/scale request needs request.namespace and request.name".into(),
+            ));
         };
         return Ok(Validation::Scale { namespace, name, replicas });
     }
@@ -304,7 +307,9 @@ pub fn validation(request: &Request) -> Result<Validation, Rejection> {
     let (object, old) = request.statefulsets()?;
     match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
-        Ok(Some(mutation)) => Ok(Validation::Evaluate(request.policy_request(&mutation.expanded, old.as_ref()))),
+        Ok(Some(mutation)) => {
+            Ok(Validation::Evaluate(request.policy_request(&mutation.expanded, old.as_ref())))
+        }
         Err(error) => expansion_refused(request, error).map(Validation::Answer),
     }
 }

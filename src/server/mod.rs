@@ -128,7 +128,8 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
 }
 
 async fn mutate_handler(State(state): State<AppState>, request: Request) -> Response {
-    review(state, "mutate", request, |_, request| async move { Ok(admission::mutate_review(&request)?) }).await
+    review(state, "mutate", request, |_, request| async move { Ok(admission::mutate_review(&request)?) })
+        .await
 }
 
 async fn validate_handler(State(state): State<AppState>, request: Request) -> Response {
