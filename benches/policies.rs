@@ -12,8 +12,12 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use mysql_webhook::policy::config::{self, PolicyConfig};
-use mysql_webhook::policy::request::{PolicyRequest, STATEFULSET};
+use mysql_webhook::policy::request::PolicyRequest;
 use mysql_webhook::policy::{Host, Policies, PolicySet, Source};
+
+#[path = "../tests/common/hostile.rs"]
+mod hostile;
+use hostile::hostile_policy;
 
 fn request() -> String {
     let sts: StatefulSet = serde_json::from_value(serde_json::json!({
@@ -31,39 +35,11 @@ fn request() -> String {
     }))
     .unwrap();
     let expanded = mysql_webhook::mutate_statefulset(&sts, None, Some("shop")).unwrap().unwrap().expanded;
-    PolicyRequest {
-        uid: "bench",
-        kind: Some(STATEFULSET),
-        resource: None,
-        sub_resource: None,
-        request_kind: Some(STATEFULSET),
-        name: Some("mysql"),
-        namespace: Some("shop"),
-        operation: "CREATE",
-        user_info: None,
-        object: &expanded,
-        old_object: None,
-        dry_run: false,
-    }
-    .to_json()
+    PolicyRequest::create("bench", &expanded, None).to_json()
 }
 
 fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-fn hostile_policy() -> PathBuf {
-    let target_dir = repo("target/wasm-policies");
-    let status = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "policy-hostile"])
-        .arg("--manifest-path")
-        .arg(repo("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    target_dir.join("wasm32-wasip2/release/policy_hostile.wasm")
 }
 
 fn bench(c: &mut Criterion) {

@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 
 use crate::consts::LABEL_MANAGED;
 use crate::manifests::{self, InputError};
-use crate::policy::request::{PolicyRequest, STATEFULSET};
+use crate::policy::request::PolicyRequest;
 use crate::policy::{Evaluation, Failure, FindingResult, Mode, Policies};
 
 /// The user `check` evaluates as, so policies that look at `userInfo` see someone.
@@ -48,20 +48,7 @@ pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
         let namespace = statefulset.metadata.namespace.clone();
         let name = statefulset.metadata.name.clone().unwrap_or_default();
         let uid = format!("check-{}", index + 1);
-        let request = PolicyRequest {
-            uid: &uid,
-            kind: Some(STATEFULSET),
-            resource: None,
-            sub_resource: None,
-            request_kind: Some(STATEFULSET),
-            name: Some(&name),
-            namespace: namespace.as_deref(),
-            operation: "CREATE",
-            user_info: Some(&user),
-            object: &statefulset,
-            old_object: None,
-            dry_run: true,
-        };
+        let request = PolicyRequest::create(&uid, &statefulset, Some(&user));
         let evaluation = policies.evaluate(&request.to_json(), None);
         objects.push(Checked { namespace, name, evaluation });
     }

@@ -43,7 +43,30 @@ pub struct PolicyRequest<'a> {
     pub dry_run: bool,
 }
 
-impl PolicyRequest<'_> {
+impl<'a> PolicyRequest<'a> {
+    /// A CREATE of `object` without an API server (`check`, tests, benchmarks): no resource, no
+    /// subresource, a dry run.
+    pub fn create(
+        uid: &'a str,
+        object: &'a StatefulSet,
+        user_info: Option<&'a RawValue>,
+    ) -> PolicyRequest<'a> {
+        PolicyRequest {
+            uid,
+            kind: Some(STATEFULSET),
+            resource: None,
+            sub_resource: None,
+            request_kind: Some(STATEFULSET),
+            name: object.metadata.name.as_deref(),
+            namespace: object.metadata.namespace.as_deref(),
+            operation: "CREATE",
+            user_info,
+            object,
+            old_object: None,
+            dry_run: true,
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("Kubernetes types and strings always serialise")
     }

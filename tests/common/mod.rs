@@ -7,6 +7,10 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+mod hostile;
+#[allow(unused_imports)] // each test crate uses a different subset
+pub use hostile::hostile_policy;
+
 /// A minimal opted-in StatefulSet, as in DESIGN §2.
 pub fn annotated(name: &str, image: &str) -> Value {
     json!({
@@ -123,29 +127,6 @@ pub fn builtin_policies() -> mysql_webhook::policy::Policies {
         .expect("the built-in policies load")
 }
 
-/// The hostile test policy (`tests/policies/hostile`), built from source for wasm32-wasip2 on
-/// first use. Concurrent test processes serialise on cargo's lock and find it built.
-pub fn hostile_policy() -> PathBuf {
-    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let target_dir = repo_path("target/wasm-policies");
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--release", "--target", "wasm32-wasip2", "-p", "policy-hostile"])
-                .arg("--manifest-path")
-                .arg(repo_path("Cargo.toml"))
-                .arg("--target-dir")
-                .arg(&target_dir)
-                .env_remove("CARGO_ENCODED_RUSTFLAGS")
-                .env_remove("RUSTFLAGS")
-                .status()
-                .expect("cargo runs");
-            assert!(status.success(), "building tests/policies/hostile for wasm32-wasip2 failed");
-            target_dir.join("wasm32-wasip2/release/policy_hostile.wasm")
-        })
-        .clone()
-}
-
 /// Writes `yaml` as `policies.yaml` in `dir` and returns its path.
 pub fn write_policies(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("policies.yaml");
@@ -155,21 +136,9 @@ pub fn write_policies(dir: &Path, yaml: &str) -> PathBuf {
 
 /// The AdmissionRequest (JSON) the policies see for a CREATE of `sts`, expanded.
 pub fn policy_request(sts: &Value) -> String {
-    let object: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(sts.clone()).unwrap();
+    let mut sts = sts.clone();
+    sts["metadata"]["namespace"] = json!("shop");
+    let object: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(sts).unwrap();
     let mutation = mysql_webhook::mutate_statefulset(&object, None, Some("shop")).unwrap().expect("opted in");
-    mysql_webhook::policy::request::PolicyRequest {
-        uid: "test",
-        kind: Some(mysql_webhook::policy::request::STATEFULSET),
-        resource: None,
-        sub_resource: None,
-        request_kind: None,
-        name: object.metadata.name.as_deref(),
-        namespace: Some("shop"),
-        operation: "CREATE",
-        user_info: None,
-        object: &mutation.expanded,
-        old_object: None,
-        dry_run: false,
-    }
-    .to_json()
+    mysql_webhook::policy::request::PolicyRequest::create("test", &mutation.expanded, None).to_json()
 }
