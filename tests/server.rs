@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use futures_util::StreamExt as _;
@@ -740,4 +740,114 @@ fn serve_wants_exactly_one_certificate_source_and_reads_false_from_the_environme
     let (code, stderr) = serve_once(&files, &[("MYSQL_WEBHOOK_DEV", "true")]);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--dev makes its own certificate"), "{stderr}");
+}
+
+/// A policies.yaml in `dir` running the hostile test policy with `fields` (YAML, indented).
+fn hostile_policies(dir: &Path, fields: &str) -> std::path::PathBuf {
+    let module = common::hostile_policy();
+    common::write_policies(
+        dir,
+        &format!("policies:\n- name: hostile\n  module: {}\n  {fields}\n", module.display()),
+    )
+}
+
+/// `serve` with its certificate and `policies`, sharing the tests' compile cache.
+async fn serve_with_policies(dir: &Path, policies: &Path) -> (ServerProcess, certs::Bundle) {
+    let (bundle, mut args) = pair_in(dir);
+    args.extend([
+        "--policies".into(),
+        policies.into(),
+        "--policy-cache".into(),
+        common::policy_cache().into(),
+    ]);
+    (ServerProcess::start(&args, dir).await, bundle)
+}
+
+async fn validate_answer(client: &reqwest::Client, addr: SocketAddr) -> Value {
+    let url = format!("https://{addr}/validate");
+    let (status, body) = post(client, &url, fixture("create-annotated").to_string()).await;
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str::<Value>(&body).unwrap()["response"].clone()
+}
+
+#[tokio::test]
+async fn a_changed_policy_file_is_served_within_seconds_and_a_broken_one_keeps_the_last_good_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = hostile_policies(dir.path(), "settings: {validate: allow}");
+    let (mut server, bundle) = serve_with_policies(dir.path(), &policies).await;
+    let client = client(&[&bundle.ca_pem]);
+    assert_eq!(validate_answer(&client, server.addr).await["allowed"], true);
+
+    hostile_policies(dir.path(), "settings: {validate: deny}");
+    let changed = Instant::now();
+    let mut answer = validate_answer(&client, server.addr).await;
+    while answer["allowed"] == true && changed.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = validate_answer(&client, server.addr).await;
+    }
+    assert_eq!(answer["status"]["message"], "hostile: hostile says no", "reloaded within 10 s: {answer}");
+    eprintln!("the new set served {} ms after the file changed", changed.elapsed().as_millis());
+
+    std::fs::write(&policies, "policies: [").unwrap();
+    let broken = Instant::now();
+    let metrics_url = format!("https://{}/metrics", server.addr);
+    loop {
+        let text = client.get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        if text.contains("mysql_webhook_policy_reloads_total{result=\"failure\"} 1") {
+            break;
+        }
+        assert!(broken.elapsed() < Duration::from_secs(10), "the broken set is refused within 10 s: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(validate_answer(&client, server.addr).await["status"]["message"], "hostile: hostile says no");
+    server.terminate();
+    assert_eq!(server.exit_code().await, Some(0));
+    let logs = server.logs_after_exit();
+    let refused =
+        logs.iter().find(|line| line["message"] == "new policy set refused; the last good set keeps serving");
+    let error = refused.expect("the refusal is logged")["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("policies.yaml: not a policy configuration"), "{error}");
+}
+
+#[tokio::test]
+async fn a_looping_policy_is_contained_while_the_server_keeps_answering() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = hostile_policies(dir.path(), "timeout: 50ms\n  settings: {validate: loop}");
+    let (server, bundle) = serve_with_policies(dir.path(), &policies).await;
+    let client = client(&[&bundle.ca_pem]);
+    let loops: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, addr) = (client.clone(), server.addr);
+            tokio::spawn(async move { validate_answer(&client, addr).await })
+        })
+        .collect();
+    let health = Instant::now();
+    let response = client.get(format!("https://{}/healthz", server.addr)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(health.elapsed() < Duration::from_secs(1), "the probes never wait for a policy");
+    for answer in loops {
+        let answer = answer.await.unwrap();
+        assert_eq!(answer["allowed"], false);
+        assert_eq!(
+            answer["status"]["message"],
+            "hostile: policy failed: did not finish within its timeout of 50ms"
+        );
+    }
+}
+
+#[test]
+fn serve_refuses_to_start_with_a_bad_policy_set_and_names_the_policy_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = common::write_policies(
+        dir.path(),
+        "policies:\n- {name: quorum, module: builtin:replica-quorum, settings: {min: 5, max: 3}}\n",
+    );
+    let cache = common::policy_cache();
+    let args = ["--dev", "--policies", policies.to_str().unwrap(), "--policy-cache", cache.to_str().unwrap()];
+    let (code, stderr) = serve_once(&args, &[]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the policies can't be loaded: policy quorum: settings refused: settings: min (5) is greater than max (3)"),
+        "{stderr}"
+    );
 }
