@@ -228,3 +228,27 @@ fn an_unwritable_cache_directory_falls_back_to_compiling() {
     let compiled = host.compile("hostile", &bytes).unwrap();
     assert!(host.validate(&compiled, Duration::from_secs(1), &request(), "{}").unwrap().allowed);
 }
+
+/// Components built against `mysql-webhook:policy@0.1.0` must load in every later version: the
+/// world may only grow in a new, versioned package, never change in place.
+#[test]
+fn the_policy_world_0_1_0_is_exactly_the_published_text() {
+    let published = "package mysql-webhook:policy@0.1.0;
+
+world policy {
+  record verdict {
+    allowed: bool,
+    /// shown to the user when denied
+    message: option<string>,
+    /// returned to kubectl as warnings, allowed or not
+    warnings: list<string>,
+  }
+  /// Called once when the policy is loaded; Err(reason) refuses the settings.
+  export validate-settings: func(settings: string) -> result<_, string>;
+  /// request: the AdmissionRequest as JSON, object already expanded; settings: JSON.
+  export validate: func(request: string, settings: string) -> verdict;
+}
+";
+    let wit = std::fs::read_to_string(common::repo_path("policies/wit/policy.wit")).unwrap();
+    assert_eq!(wit, published);
+}
