@@ -69,7 +69,12 @@ fn replica_quorum_denies_an_even_count_and_refuses_min_above_max() {
 fn spread_denies_soft_anti_affinity_when_hard_spreading_is_required() {
     // The default expansion spreads with a preferred (soft) anti-affinity on the hostname.
     denied_with("spread", "{required: true}", &typical(), &["kubernetes.io/hostname"]);
-    denied_with("spread", "{topologyKey: topology.kubernetes.io/zone}", &typical(), &["topology.kubernetes.io/zone"]);
+    denied_with(
+        "spread",
+        "{topologyKey: topology.kubernetes.io/zone}",
+        &typical(),
+        &["topology.kubernetes.io/zone"],
+    );
     refused_with("spread", "{required: yes-please}", "required");
 }
 
@@ -85,7 +90,11 @@ fn storage_denies_a_small_volume_or_an_unlisted_class() {
 
 #[test]
 fn images_denies_latest_unlisted_registries_and_unpinned_images_when_asked() {
-    let latest = common::with_annotation(common::annotated("mysql", "mysql:latest"), "mysql-webhook.io/flavor", "mysql-8.4");
+    let latest = common::with_annotation(
+        common::annotated("mysql", "mysql:latest"),
+        "mysql-webhook.io/flavor",
+        "mysql-8.4",
+    );
     denied_with("images", "{}", &latest, &["container mysql", "mysql:latest"]);
     denied_with("images", "{allowedRegistries: [registry.example.com]}", &typical(), &["docker.io"]);
     denied_with("images", "{requireDigest: true}", &typical(), &["sha256"]);

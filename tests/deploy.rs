@@ -45,10 +45,19 @@ fn rendered_overlays() -> (tempfile::TempDir, Vec<(&'static str, Vec<Value>)>) {
         "",
     );
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // An overlay of a user's, with the policies component as its kustomization says to add it.
+    let with_policies = deploy.join("overlays/with-policies");
+    std::fs::create_dir(&with_policies).unwrap();
+    std::fs::write(
+        with_policies.join("kustomization.yaml"),
+        "resources:\n- ../cert-manager\ncomponents:\n- ../../components/policies\n",
+    )
+    .unwrap();
     let rendered = vec![
         ("base", kustomize(&deploy.join("base"))),
         ("self-signed", kustomize(&deploy.join("overlays/self-signed"))),
         ("cert-manager", kustomize(&deploy.join("overlays/cert-manager"))),
+        ("with-policies", kustomize(&with_policies)),
     ];
     (dir, rendered)
 }
@@ -84,6 +93,33 @@ fn every_overlay_renders_and_its_core_objects_pass_strict_validation() {
     let (_, cert_manager) = &rendered[2];
     assert_eq!(kinds(cert_manager).iter().filter(|k| *k == "Certificate").count(), 2);
     assert_eq!(kinds(cert_manager).iter().filter(|k| *k == "Issuer").count(), 2);
+}
+
+#[test]
+fn the_policies_component_mounts_its_policy_set_and_the_set_loads() {
+    let (_dir, rendered) = rendered_overlays();
+    let (_, documents) = &rendered[3];
+    let config_map = documents
+        .iter()
+        .find(|d| d["kind"] == "ConfigMap" && d["metadata"]["name"] == "mysql-webhook-policies")
+        .expect("the ConfigMap, without a hash suffix so edits reload live");
+    let deployment = documents.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    let env = container["env"].as_array().unwrap();
+    let policies =
+        env.iter().find(|e| e["name"] == "MYSQL_WEBHOOK_POLICIES").unwrap()["value"].as_str().unwrap();
+    let mounts = container["volumeMounts"].as_array().unwrap();
+    let mount = mounts.iter().find(|m| m["name"] == "policies").unwrap();
+    assert_eq!(Path::new(policies).parent().unwrap(), Path::new(mount["mountPath"].as_str().unwrap()));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policies.yaml");
+    std::fs::write(&file, config_map["data"]["policies.yaml"].as_str().unwrap()).unwrap();
+    let example = std::fs::read_to_string(common::repo_path("deploy/examples/mysql-8.4.yaml")).unwrap();
+    let cache = common::policy_cache();
+    let args =
+        ["check", "-f", "-", "--policies", file.to_str().unwrap(), "--policy-cache", cache.to_str().unwrap()];
+    let checked = common::run_cli(&args, &example);
+    assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stderr));
 }
 
 #[test]
