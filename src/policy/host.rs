@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, ResourceLimiter, Store, StoreContextMut, Trap};
+use wasmtime::{
+    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
+    StoreContextMut, Trap,
+};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
@@ -177,7 +180,11 @@ impl Host {
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Host, LoadError> {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true).max_wasm_stack(MAX_WASM_STACK);
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .max_wasm_stack(MAX_WASM_STACK)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
         let engine = Engine::new(&config).map_err(engine_error)?;
         let mut linker = Linker::<Sandbox>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
@@ -244,6 +251,12 @@ impl Host {
         let compiled = Compiled { pre, digest: digest.clone() };
         self.compiled.lock().expect("never poisoned").insert(digest, compiled.clone());
         Ok(compiled)
+    }
+
+    /// Forgets the compiled components not in `keep`: after a reload, what the new set doesn't
+    /// use would otherwise stay in memory for the life of the process.
+    pub fn retain(&self, keep: &std::collections::HashSet<&str>) {
+        self.compiled.lock().expect("never poisoned").retain(|digest, _| keep.contains(digest.as_str()));
     }
 
     /// `validate-settings`: `Ok(Err(reason))` when the policy refuses them.
@@ -350,6 +363,28 @@ impl Host {
             tracing::warn!(path = %path.display(), %error, "can't keep the precompiled policy; it will be compiled again at the next start");
         }
     }
+}
+
+/// Instances come from a pool of slots reserved once: without it every call mmaps and unmaps a
+/// linear memory and takes a page fault per page touched, which was most of a call's time
+/// (perf on `benches/policies.rs`). Freed memory stays resident up to a bound and is reset
+/// page by page where the kernel can say which pages were written (PAGEMAP_SCAN, Linux 6.7).
+fn pooling() -> PoolingAllocationConfig {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    // Evaluations run at most one per core; a reload's validate-settings and `check` add a few.
+    let slots = 4 * cores + 8;
+    let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() { 16 << 20 } else { 1 << 20 };
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 4)
+        .total_memories(slots)
+        .total_tables(slots * 4)
+        .max_memory_size(MEMORY_LIMIT)
+        .table_elements(100_000)
+        .linear_memory_keep_resident(keep_resident)
+        .table_keep_resident(64 << 10)
+        .pagemap_scan(Enabled::Auto);
+    pool
 }
 
 /// Deadline in epoch ticks: one more than the timeout holds, since the first tick may come at

@@ -94,7 +94,10 @@ impl Policies {
             *seen = fingerprint;
         }
         let result = configs.and_then(|configs| Ok(PolicySet::load(&self.host, &configs)?));
-        Some(result.map(|set| *self.current.write().expect("never poisoned") = Arc::new(set)))
+        Some(result.map(|set| {
+            self.host.retain(&set.digests());
+            *self.current.write().expect("never poisoned") = Arc::new(set);
+        }))
     }
 
     /// [`Self::reload_if_changed`], logged and counted.

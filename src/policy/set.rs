@@ -147,6 +147,11 @@ impl PolicySet {
         Ok(PolicySet { policies })
     }
 
+    /// The digests of the components the set runs.
+    pub fn digests(&self) -> std::collections::HashSet<&str> {
+        self.policies.iter().map(|p| p.compiled.digest.as_str()).collect()
+    }
+
     /// The policies' names, in order.
     pub fn names(&self) -> Vec<&str> {
         self.policies.iter().map(|p| p.config.name.as_str()).collect()
