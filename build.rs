@@ -74,13 +74,24 @@ fn outer_target_dir(out_dir: &Path) -> PathBuf {
 }
 
 /// A missing target otherwise shows up as "can't find crate for `core`", which says nothing.
+/// With rustup (the usual toolchain install) it is added, so a fresh machine's first
+/// `cargo run` works; without it, the error says what to install.
 fn check_target_installed() {
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().expect("rustc runs");
-    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
-    let lib = Path::new(&sysroot).join("lib/rustlib").join(TARGET);
+    let installed = || {
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().expect("rustc runs");
+        let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+        Path::new(&sysroot).join("lib/rustlib").join(TARGET).is_dir()
+    };
+    if installed() {
+        return;
+    }
+    println!(
+        "cargo:warning=the built-in policies need the {TARGET} target; running `rustup target add {TARGET}`"
+    );
+    let added = Command::new("rustup").args(["target", "add", TARGET]).status().is_ok_and(|s| s.success());
     assert!(
-        lib.is_dir(),
+        added && installed(),
         "the built-in policies are built for {TARGET}, which is not installed: run `rustup target add {TARGET}`"
     );
 }
