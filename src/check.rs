@@ -4,7 +4,7 @@
 //! text or JSON.
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -36,14 +36,9 @@ pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
     let output = manifests::expand_documents(documents, None)?;
     let user: Box<RawValue> = RawValue::from_string(CHECK_USER.to_owned()).expect("a JSON object");
     let mut objects = Vec::new();
-    let statefulsets = output.documents.iter().flat_map(|document| match document.get("kind") {
-        Some(Value::String(kind)) if kind == "List" => {
-            document["items"].as_array().cloned().unwrap_or_default()
-        }
-        _ => vec![document.clone()],
-    });
-    for (index, object) in statefulsets.filter(is_managed_statefulset).enumerate() {
-        let statefulset: StatefulSet = serde_json::from_value(object)
+    let statefulsets = output.documents.iter().flat_map(manifests::objects);
+    for (index, object) in statefulsets.filter(|object| is_managed_statefulset(object)).enumerate() {
+        let statefulset = StatefulSet::deserialize(object)
             .expect("the expansion only emits StatefulSets that parse, having parsed them itself");
         let namespace = statefulset.metadata.namespace.clone();
         let name = statefulset.metadata.name.clone().unwrap_or_default();

@@ -146,7 +146,7 @@ fn is_list(document: &Value) -> bool {
 }
 
 /// The objects of a document: itself, or a List's items.
-fn objects(document: &Value) -> Vec<&Value> {
+pub fn objects(document: &Value) -> Vec<&Value> {
     if is_list(document) {
         document["items"].as_array().map(|items| items.iter().collect()).unwrap_or_default()
     } else {

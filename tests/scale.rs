@@ -34,11 +34,6 @@ fn scale_review(replicas: i32) -> Value {
     review
 }
 
-fn policies() -> Arc<mysql_webhook::policy::Policies> {
-    static POLICIES: std::sync::OnceLock<Arc<mysql_webhook::policy::Policies>> = std::sync::OnceLock::new();
-    POLICIES.get_or_init(|| Arc::new(common::builtin_policies())).clone()
-}
-
 /// The API server's side: how it answers each GET (status, body); `None` means no call may come.
 type Answer = Option<(u16, Value)>;
 
@@ -62,7 +57,8 @@ async fn validate(review: &Value, cached: Option<StatefulSet>, answer: Answer) -
         paths
     });
     let lookup = ClusterLookup::new(Client::new(service, "default"), reader);
-    let state = AppState::new(Arc::new(Metrics::new()), policies()).with_lookup(Arc::new(lookup));
+    let state = AppState::new(Arc::new(Metrics::new()), common::shared_builtin_policies())
+        .with_lookup(Arc::new(lookup));
     let request = Request::post("/validate")
         .header("content-type", "application/json")
         .body(AxumBody::from(review.to_string()))

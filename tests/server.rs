@@ -40,7 +40,7 @@ impl Server {
                 .unwrap();
         let (listener, addr) = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         server::spawn_reloader(store.clone(), metrics.clone());
-        let state = AppState::new(metrics.clone(), policies());
+        let state = AppState::new(metrics.clone(), common::shared_builtin_policies());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(server::serve(listener, store, server::router(state), async {
             let _ = stopped.await;
@@ -222,12 +222,6 @@ async fn an_update_of_replicas_and_image_never_patches_immutable_fields() {
     let mut object = request["request"]["object"].clone();
     json_patch::patch(&mut object, &patch).unwrap();
     assert_eq!(object["spec"]["template"]["spec"]["initContainers"][0]["image"], "mysql:8.4.4");
-}
-
-/// The built-in policies, loaded once per test process.
-fn policies() -> Arc<mysql_webhook::policy::Policies> {
-    static POLICIES: std::sync::OnceLock<Arc<mysql_webhook::policy::Policies>> = std::sync::OnceLock::new();
-    POLICIES.get_or_init(|| Arc::new(common::builtin_policies())).clone()
 }
 
 #[tokio::test]

@@ -121,6 +121,13 @@ pub fn host() -> mysql_webhook::policy::Host {
     mysql_webhook::policy::Host::new(Some(policy_cache())).expect("the engine starts")
 }
 
+/// The built-in policies, loaded once per test process and shared by its tests.
+pub fn shared_builtin_policies() -> std::sync::Arc<mysql_webhook::policy::Policies> {
+    static POLICIES: std::sync::OnceLock<std::sync::Arc<mysql_webhook::policy::Policies>> =
+        std::sync::OnceLock::new();
+    POLICIES.get_or_init(|| std::sync::Arc::new(builtin_policies())).clone()
+}
+
 /// The built-in policies with their default settings.
 pub fn builtin_policies() -> mysql_webhook::policy::Policies {
     mysql_webhook::policy::Policies::load(host(), mysql_webhook::policy::Source::Builtins)
