@@ -4,10 +4,11 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use mysql_webhook::cli::{CertsArgs, CheckArgs, CheckOutput, Cli, Command, ServeArgs};
-use mysql_webhook::companions::Credentials;
+use mysql_webhook::cli::{CertsArgs, CheckArgs, CheckOutput, Cli, Command, ServeArgs, check};
 use mysql_webhook::policy::{Host, Policies, Source};
-use mysql_webhook::{certs, check, consts, manifests, server, telemetry};
+use mysql_webhook::{certs, server, telemetry};
+use mysql_webhook_core::companions::Credentials;
+use mysql_webhook_core::{consts, manifests};
 
 /// See Cargo.toml: glibc's allocator was a third of the webhook's CPU under load.
 #[global_allocator]
@@ -50,17 +51,31 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn run_certs(args: &CertsArgs) -> ExitCode {
-    let result =
-        certs::generate(&args.service, certs::service_names(&args.service, &args.namespace), args.days)
-            .and_then(|bundle| certs::write(&bundle, &args.out, args.force).map(|()| bundle));
+    let result = certs::service_names(&args.service, &args.namespace, &args.ips)
+        .and_then(|names| match args.renew {
+            true => certs::renew(&args.out, &args.service, names, args.days),
+            false => certs::generate(&args.service, names, args.days),
+        })
+        .and_then(|bundle| certs::write(&bundle, &args.out, args.force).map(|()| bundle));
     match result {
         Ok(bundle) => {
+            let (cert, key) = (consts::TLS_CERT_FILE, consts::TLS_KEY_FILE);
+            let out = args.out.display();
+            match args.renew {
+                true => eprintln!(
+                    "wrote {out}/{cert} and {out}/{key} (mode 0600), signed by {out}/{}",
+                    consts::TLS_CA_FILE
+                ),
+                false => eprintln!(
+                    "wrote {out}/{}, {out}/{} (mode 0600), {out}/{cert} and {out}/{key} (mode 0600); keep {out}/{} out of Git and of the Secret",
+                    consts::TLS_CA_FILE,
+                    consts::TLS_CA_KEY_FILE,
+                    consts::TLS_CA_KEY_FILE
+                ),
+            }
             eprintln!(
-                "wrote {0}/{1}, {0}/{2} and {0}/{3} (key mode 0600); the caBundle for the webhook configurations:",
-                args.out.display(),
-                consts::TLS_CA_FILE,
-                consts::TLS_CERT_FILE,
-                consts::TLS_KEY_FILE
+                "the caBundle for the webhook configurations{}:",
+                if args.renew { " (unchanged)" } else { "" }
             );
             println!("{}", bundle.ca_bundle());
             ExitCode::SUCCESS
@@ -80,7 +95,7 @@ fn run_mutate(file: &std::path::Path, with_secret: bool) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let mut generate = Credentials::generate;
+    let mut generate = mysql_webhook::new_credentials;
     let credentials: Option<&mut dyn FnMut() -> Credentials> = with_secret.then_some(&mut generate as _);
     let output = manifests::read_documents(&text)
         .and_then(|documents| manifests::expand_documents(documents, credentials));

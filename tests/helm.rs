@@ -188,8 +188,8 @@ fn assert_same_objects(chart: &BTreeMap<String, Value>, kustomize: &BTreeMap<Str
         assert!(
             object == &kustomize[key],
             "{label}: {key} differs\n--- chart\n{}--- kustomize\n{}",
-            mysql_webhook::yaml::to_string(object),
-            mysql_webhook::yaml::to_string(&kustomize[key])
+            mysql_webhook_core::yaml::to_string(object),
+            mysql_webhook_core::yaml::to_string(&kustomize[key])
         );
     }
 }
@@ -577,7 +577,7 @@ fn chart_made(documents: &[Value]) -> (BTreeMap<String, Value>, String) {
 /// `mysql-webhook.mysql-webhook.svc` (the name the API server calls) a client trusting only
 /// `ca_bundle`; the certificate names the Service's four names.
 async fn assert_serves_tls(secret: &Value, ca_bundle: &str) {
-    use mysql_webhook::consts::{TLS_CERT_FILE, TLS_KEY_FILE};
+    use mysql_webhook_core::consts::{TLS_CERT_FILE, TLS_KEY_FILE};
     use mysql_webhook::server;
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (decode(&secret["data"]["tls.crt"]), decode(&secret["data"]["tls.key"]));

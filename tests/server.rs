@@ -15,9 +15,9 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use mysql_webhook::certs;
-use mysql_webhook::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use mysql_webhook::metrics::Metrics;
 use mysql_webhook::server::{self, AppState, tls::CertificateStore};
+use mysql_webhook_core::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use serde_json::{Value, json};
 
 struct Server {
@@ -155,11 +155,14 @@ async fn mutate_returns_a_patch_that_reproduces_the_engines_expansion() {
     assert_eq!(response["allowed"], true);
     let mut object = request["request"]["object"].clone();
     json_patch::patch(&mut object, &decoded_patch(&response)).unwrap();
-    let expected =
-        mysql_webhook::mutate(&request["request"]["object"], mysql_webhook::Operation::Create, Some("shop"))
-            .unwrap()
-            .unwrap()
-            .expanded;
+    let expected = mysql_webhook_core::mutate(
+        &request["request"]["object"],
+        mysql_webhook_core::Operation::Create,
+        Some("shop"),
+    )
+    .unwrap()
+    .unwrap()
+    .expanded;
     assert_eq!(serde_json::from_value::<StatefulSet>(object).unwrap(), expected);
     let warnings: Vec<&str> =
         response["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();

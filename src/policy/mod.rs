@@ -1,13 +1,12 @@
-//! WebAssembly topology policies (DESIGN §6): the configuration ([`config`]), the sandbox
-//! ([`host`]), a loaded set and its merged verdicts ([`set`]), the request the policies see
-//! ([`request`]), and [`Policies`], the live set that `serve` evaluates and reloads when
+//! WebAssembly topology policies (policies/README.md): the configuration ([`config`]), the sandbox
+//! ([`host`]), a loaded set and its merged verdicts ([`set`]) (the request the policies see is
+//! the core's `policy_request`), and [`Policies`], the live set that `serve` evaluates and reloads when
 //! `policies.yaml` or a module it names changes. A bad new set is refused and the last good one
 //! keeps serving.
 
 pub mod builtin;
 pub mod config;
 pub mod host;
-pub mod request;
 pub mod set;
 
 use std::hash::{Hash, Hasher};

@@ -37,7 +37,7 @@ pub fn assert_valid_strictly(dir: &Path, label: &str, documents: &[Value]) {
     let mut files = Vec::new();
     for (index, document) in documents.iter().enumerate().filter(|(_, d)| !is_custom_resource(d)) {
         let path = dir.join(format!("{label}-{index}.yaml"));
-        std::fs::write(&path, mysql_webhook::yaml::to_string(document)).unwrap();
+        std::fs::write(&path, mysql_webhook_core::yaml::to_string(document)).unwrap();
         files.push(path);
     }
     assert!(!files.is_empty(), "{label}: nothing to validate");

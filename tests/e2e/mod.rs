@@ -118,7 +118,8 @@ impl Manifests {
             String::from_utf8_lossy(&output.stderr)
         );
         let text = String::from_utf8(output.stdout).expect("mutate prints UTF-8");
-        let documents = mysql_webhook::manifests::read_documents(&text).expect("mutate prints manifests");
+        let documents =
+            mysql_webhook_core::manifests::read_documents(&text).expect("mutate prints manifests");
         Manifests {
             statefulset: find(&documents, "StatefulSet"),
             config_map: find(&documents, "ConfigMap"),

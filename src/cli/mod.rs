@@ -1,8 +1,11 @@
-//! The command line: commands and flags of DESIGN §1, each flag also readable from an
-//! environment variable. Parsing only; `main` dispatches.
+//! The command line: commands and flags (README.md, one section per command), each flag also readable
+//! from an environment variable; and the offline commands beside the server ([`check`]).
+//! Parsing here; `main` dispatches.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub mod check;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -129,7 +132,14 @@ pub struct CertsArgs {
     /// Validity of the serving certificate in days (the CA gets twice as long).
     #[arg(long, env = "MYSQL_WEBHOOK_CERTS_DAYS", default_value_t = 365)]
     pub days: u32,
-    /// Overwrite existing files.
+    /// An IP address the webhook is reached at, added to the certificate (repeat for more).
+    #[arg(long = "ip", value_name = "ADDRESS")]
+    pub ips: Vec<std::net::IpAddr>,
+    /// Sign a new serving certificate with the CA already in --out (ca.crt, ca.key), keeping the
+    /// caBundle; overwrites tls.crt and tls.key.
+    #[arg(long, conflicts_with = "force")]
+    pub renew: bool,
+    /// Overwrite existing files (a new CA: the caBundle changes).
     #[arg(long)]
     pub force: bool,
 }
