@@ -1,10 +1,11 @@
 //! The Helm chart (`deploy/helm/mysql-webhook`) with a real `helm` binary: `helm lint --strict`
 //! and `helm template` with the default values and a matrix of settings, every rendered object
 //! through `kubernetes-validate --strict`; its objects against `kubectl kustomize` of deploy/
-//! with equivalent settings (the chart renders deploy/'s files, see its README); the schema
-//! refusing bad values; the chart-made certificates serving TLS under the caBundle, kept by an
-//! upgrade and renewed before they expire (`helm template --dry-run=server` against a stand-in
-//! API server holding the Secrets, as `helm upgrade` renders).
+//! with equivalent settings (the chart renders deploy/'s files, see its README), from the
+//! directory and packaged; the schema refusing bad values; the chart-made certificates serving
+//! TLS under the caBundle, kept by an upgrade and renewed before they expire (`helm template
+//! --dry-run=server` against a stand-in API server holding the Secrets, as `helm upgrade`
+//! renders).
 
 mod common;
 
@@ -265,6 +266,45 @@ fn helm_lint_strict_passes_with_the_defaults_and_every_setting_of_the_matrix() {
             helm(&["lint", "--strict", chart.to_str().unwrap(), "--values", file.to_str().unwrap()], &[]);
         assert!(lint.status.success(), "{label}: {}{}", String::from_utf8_lossy(&lint.stdout), stderr(&lint));
     }
+}
+
+#[test]
+fn a_packaged_chart_holds_the_files_of_deploy_and_renders_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = common::repo_path(CHART);
+    let packaged =
+        helm(&["package", chart.to_str().unwrap(), "--destination", dir.path().to_str().unwrap()], &[]);
+    assert!(packaged.status.success(), "{}", stderr(&packaged));
+    let archive = dir.path().join("mysql-webhook-0.1.0.tgz");
+    let listing = Command::new("tar").arg("-tzf").arg(&archive).output().unwrap();
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    for file in [
+        "kustomize/base/webhooks.yaml",
+        "kustomize/cert-manager/certificate.yaml",
+        "kustomize/policies/kustomization.yaml",
+    ] {
+        assert!(listing.lines().any(|l| l == format!("mysql-webhook/{file}")), "{file} in {listing}");
+    }
+    let values = json!({"certManager": {"enabled": true}, "policies": {"set": component_policy_set()}});
+    let file = dir.path().join("values.yaml");
+    std::fs::write(&file, values.to_string()).unwrap();
+    let from_archive = helm(
+        &[
+            "template",
+            RELEASE,
+            archive.to_str().unwrap(),
+            "--namespace",
+            NAMESPACE,
+            "--values",
+            file.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_same_objects(
+        &by_key(&rendered(&from_archive), |_| false),
+        &by_key(&template(&values, &[]), |_| false),
+        "packaged",
+    );
 }
 
 #[test]
@@ -577,8 +617,8 @@ fn chart_made(documents: &[Value]) -> (BTreeMap<String, Value>, String) {
 /// `mysql-webhook.mysql-webhook.svc` (the name the API server calls) a client trusting only
 /// `ca_bundle`; the certificate names the Service's four names.
 async fn assert_serves_tls(secret: &Value, ca_bundle: &str) {
-    use mysql_webhook_core::consts::{TLS_CERT_FILE, TLS_KEY_FILE};
     use mysql_webhook::server;
+    use mysql_webhook_core::consts::{TLS_CERT_FILE, TLS_KEY_FILE};
     let dir = tempfile::tempdir().unwrap();
     let (cert, key) = (decode(&secret["data"]["tls.crt"]), decode(&secret["data"]["tls.key"]));
     std::fs::write(dir.path().join(TLS_CERT_FILE), &cert).unwrap();
