@@ -166,10 +166,11 @@ fn sign(
 /// serving pair: replacing it is what it is for.
 pub fn write(bundle: &Bundle, dir: &Path, force: bool) -> Result<(), CertsError> {
     fs::create_dir_all(dir).map_err(|source| CertsError::Write { path: dir.to_owned(), source })?;
-    let mut files = vec![(TLS_CERT_FILE, &bundle.cert_pem, 0o644), (TLS_KEY_FILE, &bundle.key_pem, 0o600)];
+    let mut files = Vec::new();
     if let Some(ca_key_pem) = &bundle.ca_key_pem {
         files.extend([(TLS_CA_FILE, &bundle.ca_pem, 0o644), (TLS_CA_KEY_FILE, ca_key_pem, 0o600)]);
     }
+    files.extend([(TLS_CERT_FILE, &bundle.cert_pem, 0o644), (TLS_KEY_FILE, &bundle.key_pem, 0o600)]);
     let force = force || bundle.ca_key_pem.is_none();
     if !force && let Some((name, ..)) = files.iter().find(|(name, ..)| dir.join(name).exists()) {
         return Err(CertsError::Exists(dir.join(name)));

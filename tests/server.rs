@@ -506,6 +506,44 @@ fn certs_writes_the_files_prints_the_ca_bundle_and_refuses_to_overwrite() {
     assert_ne!(std::fs::read(out.join("ca.crt")).unwrap(), ca);
 }
 
+#[test]
+fn certs_renew_keeps_the_ca_bundle_and_ip_addresses_go_through_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("webhook-certs");
+    let args = [
+        "certs",
+        "--service",
+        "hook",
+        "--namespace",
+        "infra",
+        "--ip",
+        "127.0.0.1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let first = common::run_cli(&args, "");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(out.join("ca.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    let (ca, cert) =
+        (std::fs::read(out.join("ca.crt")).unwrap(), std::fs::read(out.join("tls.crt")).unwrap());
+
+    let mut renew = args.to_vec();
+    renew.push("--renew");
+    let renewed = common::run_cli(&renew, "");
+    assert!(renewed.status.success(), "{}", String::from_utf8_lossy(&renewed.stderr));
+    assert_eq!(renewed.stdout, first.stdout, "the caBundle printed is the same");
+    assert_eq!(std::fs::read(out.join("ca.crt")).unwrap(), ca);
+    assert_ne!(std::fs::read(out.join("tls.crt")).unwrap(), cert);
+
+    let address_as_service = common::run_cli(
+        &["certs", "--service", "127.0.0.1", "--namespace", "infra", "--out", out.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(address_as_service.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&address_as_service.stderr).contains("add IP addresses with --ip"));
+}
+
 /// The binary as a child process with JSON logs, collected as they come; killed on drop.
 struct ServerProcess {
     child: std::process::Child,
