@@ -601,6 +601,26 @@ fn the_schema_and_the_templates_refuse_bad_values_with_a_message_naming_them() {
     }
 }
 
+#[test]
+fn the_schema_names_exactly_the_built_in_policies_the_binary_carries() {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(common::repo_path(&format!("{CHART}/values.schema.json"))).unwrap(),
+    )
+    .unwrap();
+    let pattern = schema["definitions"]["policy"]["properties"]["module"]["pattern"].as_str().unwrap();
+    let listed = pattern.split_once("builtin:(").unwrap().1.split_once(')').unwrap().0;
+    let mut listed: Vec<&str> = listed.split('|').collect();
+    listed.sort();
+    let mut carried = mysql_webhook::policy::builtin::NAMES.to_vec();
+    carried.sort();
+    assert_eq!(listed, carried, "values.schema.json's built-in modules");
+    let set: Vec<Value> = carried
+        .iter()
+        .map(|name| json!({"name": name, "module": format!("builtin:{name}"), "timeout": "1.5s"}))
+        .collect();
+    template(&json!({"policies": {"set": set}}), &[]);
+}
+
 /// The Secrets and the caBundle the chart made (the Secrets by name).
 fn chart_made(documents: &[Value]) -> (BTreeMap<String, Value>, String) {
     let secrets = documents
