@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use mysql_webhook::cli::{CertsArgs, CheckArgs, CheckOutput, Cli, Command, ServeArgs};
-use mysql_webhook::companions::Credentials;
+use mysql_webhook::companions::{self, Credentials};
 use mysql_webhook::policy::{Host, Policies, Source};
 use mysql_webhook::{certs, check, consts, manifests, server, telemetry};
 
@@ -80,10 +80,10 @@ fn run_mutate(file: &std::path::Path, with_secret: bool) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let mut generate = Credentials::generate;
-    let credentials: Option<&mut dyn FnMut() -> Credentials> = with_secret.then_some(&mut generate as _);
+    let mut generate = generate_secrets;
+    let secrets: Option<manifests::SecretMaker<'_>> = with_secret.then_some(&mut generate as _);
     let output = manifests::read_documents(&text)
-        .and_then(|documents| manifests::expand_documents(documents, credentials));
+        .and_then(|documents| manifests::expand_documents(documents, secrets));
     match output {
         Ok(output) => {
             for note in &output.notes {
@@ -106,6 +106,17 @@ fn run_mutate(file: &std::path::Path, with_secret: bool) -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+/// `--with-secret`: the credentials, and the TLS identity unless a cert-manager issuer makes it.
+fn generate_secrets(plan: &mysql_webhook::Plan) -> Result<Vec<k8s_openapi::api::core::v1::Secret>, String> {
+    let mut secrets = vec![companions::credentials_secret(plan, &Credentials::generate())];
+    if plan.tls_issuer.is_none() {
+        let identity = certs::member_identity(&plan.service_name, companions::member_dns_names(plan))
+            .map_err(|e| e.to_string())?;
+        secrets.push(companions::tls_secret(plan, &identity));
+    }
+    Ok(secrets)
 }
 
 fn run_check(args: &CheckArgs) -> ExitCode {

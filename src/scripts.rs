@@ -16,6 +16,8 @@
 //!   empty password; passwords travel by environment and stdin, never on a command line;
 //! - on MariaDB, root from outside the pod is bound by `read_only` like every other account (the
 //!   tutorial's replicas accepted root's writes there, and diverged);
+//! - clones travel over mutual TLS (see [`tls_listen`]): only a member, holding a certificate
+//!   of the StatefulSet's CA, gets a backup, and the stream is encrypted;
 //! - replicas survive their own crash: MariaDB replicates by GTID, MySQL recovers its relay log
 //!   (and 5.7 keeps its positions in tables), where the tutorial's applied transactions twice.
 //!
@@ -24,9 +26,9 @@
 
 use crate::consts::{
     CONFIG_PRIMARY, CONFIG_REPLICA, DATA_DIR, INIT_CONF_DIR, INIT_CONFIG_MAP_DIR, MYSQL_UID, PORT_CLONE,
-    REPLICATION_USER, SERVER_ID_OFFSET,
+    REPLICATION_USER, SERVER_ID_OFFSET, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
 };
-use crate::flavor::{Dialect, Flavor, Transport};
+use crate::flavor::{Dialect, Flavor};
 
 /// Environment variables the sidecar reads (set from the credentials Secret).
 pub const ENV_ROOT_PASSWORD: &str = "MYSQL_PWD";
@@ -52,6 +54,64 @@ fi
 ordinal=${BASH_REMATCH[1]}
 "#;
 
+/// socat options of both ends of the clone/backup port: the member's certificate and key, and
+/// the CA bundle both ends verify the other against (`verify=1`; the bundle holds the old CA
+/// too during a rollover).
+fn tls_options() -> String {
+    format!(
+        "cert={TLS_DIR}/{TLS_CERT_FILE},key={TLS_DIR}/{TLS_KEY_FILE},cafile={TLS_DIR}/{TLS_CA_FILE},verify=1"
+    )
+}
+
+/// The clone/backup port's listener, in the background: for each client that presents a
+/// certificate signed by the StatefulSet's CA, one at a time, runs `command` and sends its
+/// output. A client without one fails the handshake before `command` runs, so it gets no byte;
+/// there is no plain-text fallback. `port` and `command` are shell words (in double quotes);
+/// `command` is the argument of socat's `EXEC:` (no `,` `:` `!` or quotes in it). Every program
+/// that serves the port (clones, backups) uses this, so both ends always agree.
+pub fn tls_listen(port: &str, command: &str) -> String {
+    format!(
+        r#"socat -U "OPENSSL-LISTEN:{port},reuseaddr,fork,max-children=1,{}" "EXEC:{command}" &"#,
+        tls_options()
+    )
+}
+
+/// Serves `command` with [`tls_listen`] until the listener exits (the script's last command, so
+/// its status is the container's), and restarts the listener whenever the TLS Secret's files
+/// change: socat reads them when it starts, and a renewal (a new certificate, a new CA in the
+/// bundle) must reach the port without a pod restart. Handles SIGTERM (the script is PID 1).
+/// Bash builtins only (`-nt`, `: >`), besides socat and sleep.
+pub fn serve_reloading_tls(port: &str, command: &str) -> String {
+    let listen = tls_listen(port, command);
+    format!(
+        r#": > /tmp/tls.loaded
+{listen}
+listener=$!
+trap 'kill "$listener" 2>/dev/null; exit 0' TERM INT
+while kill -0 "$listener" 2>/dev/null; do
+  sleep 10 &
+  wait $! || true
+  if [[ {TLS_DIR}/{TLS_CERT_FILE} -nt /tmp/tls.loaded || {TLS_DIR}/{TLS_CA_FILE} -nt /tmp/tls.loaded ]]; then
+    echo "the TLS Secret changed: restarting the listener with it"
+    kill "$listener" 2>/dev/null || true
+    wait "$listener" || true
+    : > /tmp/tls.loaded
+    {listen}
+    listener=$!
+  fi
+done
+wait "$listener"
+"#
+    )
+}
+
+/// A client of the clone/backup port: connects to `host`:`port` (shell words, in double quotes),
+/// verifies that the server's certificate was signed by the CA and names `host`, presents this
+/// member's certificate and writes what it receives to stdout.
+pub fn tls_receive(host: &str, port: &str) -> String {
+    format!(r#"socat -u "OPENSSL:{host}:{port},{}" STDOUT"#, tls_options())
+}
+
 /// `init-mysql`: server-id and the primary's or a replica's config, into the conf.d volume.
 pub fn init(names: Names<'_>) -> String {
     format!(
@@ -69,10 +129,7 @@ pub fn init(names: Names<'_>) -> String {
 /// previous member, prepare it, turn its coordinates into the pending statement, and move it
 /// into place.
 pub fn clone(flavor: Flavor, names: Names<'_>) -> String {
-    let receive = match flavor.transport() {
-        Transport::Ncat => r#"ncat --recv-only "$peer" "$port""#,
-        Transport::Socat => r#"socat -u "TCP:$peer:$port" STDOUT"#,
-    };
+    let receive = tls_receive("$peer", "$port");
     let coordinates = coordinates(flavor);
     format!(
         r#"set -euo pipefail
@@ -227,15 +284,7 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
         }
     };
     let local_root = if flavor.is_mariadb() { mariadb_local_root() } else { String::new() };
-    let serve = match flavor.transport() {
-        Transport::Ncat => {
-            format!(r#"ncat --listen --keep-open --send-only --max-conns=1 "$port" -c "{backup}" &"#)
-        }
-        Transport::Socat => format!(
-            r#"mkdir -p /tmp/backup
-socat "TCP-LISTEN:$port,reuseaddr,fork,max-children=1" "EXEC:{backup}" &"#
-        ),
-    };
+    let serve = format!("mkdir -p /tmp/backup\n{}", serve_reloading_tls("$port", &backup));
     format!(
         r#"set -euo pipefail
 statefulset='{sts}'
@@ -272,11 +321,7 @@ SQL
   mv {PENDING_SQL} change_master_to.sql.orig
 fi
 echo "serving clones on port $port"
-{serve}
-listener=$!
-trap 'kill "$listener" 2>/dev/null; exit 0' TERM INT
-wait "$listener"
-"#,
+{serve}"#,
         sts = names.statefulset,
         svc = names.service,
         first = names.first_ordinal,
@@ -387,11 +432,26 @@ mod tests {
         assert!(!mysql84.contains("MASTER_") && !mysql84.contains("START SLAVE"));
         let mysql57 = sidecar(Flavor::Mysql57, NAMES);
         assert!(mysql57.contains("START SLAVE") && mysql57.contains("MASTER_HOST="));
-        assert!(mysql57.contains("ncat --listen"));
         let mariadb = sidecar(Flavor::Mariadb, NAMES);
-        assert!(mariadb.contains("mariadb -h 127.0.0.1") && mariadb.contains("socat"));
+        assert!(mariadb.contains("mariadb -h 127.0.0.1"));
         assert!(clone(Flavor::Mariadb, NAMES).contains("MASTER_USE_GTID=slave_pos"));
         assert!(clone(Flavor::Mysql84, NAMES).contains("CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE="));
+    }
+
+    #[test]
+    fn clones_travel_over_mutual_tls_only() {
+        let tls = "cert=/etc/mysql-webhook/tls/tls.crt,key=/etc/mysql-webhook/tls/tls.key,\
+                   cafile=/etc/mysql-webhook/tls/ca.crt,verify=1";
+        for flavor in Flavor::ALL {
+            let (clone, sidecar) = (clone(flavor, NAMES), sidecar(flavor, NAMES));
+            assert!(
+                sidecar.contains(&format!("\"OPENSSL-LISTEN:$port,reuseaddr,fork,max-children=1,{tls}\""))
+            );
+            assert!(clone.contains(&format!("socat -u \"OPENSSL:$peer:$port,{tls}\" STDOUT")));
+            for plain in ["TCP-LISTEN", "TCP:", "ncat", "verify=0"] {
+                assert!(!clone.contains(plain) && !sidecar.contains(plain), "{flavor}: {plain}");
+            }
+        }
     }
 
     #[test]
