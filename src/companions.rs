@@ -178,7 +178,9 @@ impl TlsIdentity {
 
 /// The DNS names the members' certificate carries: every member through the headless Service
 /// (`*.<service>`, and with the namespace `*.<service>.<namespace>.svc` and the cluster-local
-/// form), and both Services' own names, so a client may verify whichever it connects to.
+/// form), the primary's name (`<sts>-<first>.<service>`, which replicas verify: OpenSSL, hence
+/// MySQL and MariaDB, refuses a wildcard over a single label such as `*.<service>`), and both
+/// Services' own names, so a client may verify whichever it connects to.
 pub fn member_dns_names(plan: &Plan) -> Vec<String> {
     let forms = |name: String| {
         let mut forms = vec![name.clone()];
@@ -188,7 +190,8 @@ pub fn member_dns_names(plan: &Plan) -> Vec<String> {
         }
         forms
     };
-    [format!("*.{}", plan.service_name), plan.service_name.clone(), plan.read_service.clone()]
+    let primary = format!("{}-{}.{}", plan.name, plan.first_ordinal, plan.service_name);
+    [format!("*.{}", plan.service_name), primary, plan.service_name.clone(), plan.read_service.clone()]
         .into_iter()
         .flat_map(forms)
         .collect()

@@ -313,7 +313,7 @@ fn complete_mysql_container(container: &mut Container, plan: &Plan) {
     }
 
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
-    for wanted in [data_mount(), mount(VOLUME_CONF, CONF_DIR)] {
+    for wanted in [data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount()] {
         if !mounts.iter().any(|m| m.mount_path == wanted.mount_path) {
             mounts.push(wanted);
         }

@@ -115,6 +115,16 @@ impl Flavor {
         }
     }
 
+    /// The statement that makes a running server read its certificate, key and CA bundle again
+    /// (after a renewal); MySQL 5.7 has none and reads them at start only. See docs/mysql-sql.md.
+    pub fn reload_tls_statement(self) -> Option<&'static str> {
+        match self {
+            Flavor::Mysql84 | Flavor::Mysql80 => Some("ALTER INSTANCE RELOAD TLS"),
+            Flavor::Mysql57 => None,
+            Flavor::Mariadb => Some("FLUSH SSL"),
+        }
+    }
+
     /// The environment variable the server image reads the root password from.
     pub fn root_password_env(self) -> &'static str {
         if self.is_mariadb() { "MARIADB_ROOT_PASSWORD" } else { "MYSQL_ROOT_PASSWORD" }

@@ -79,9 +79,11 @@ pub fn tls_listen(port: &str, command: &str) -> String {
 /// Serves `command` with [`tls_listen`] until the listener exits (the script's last command, so
 /// its status is the container's), and restarts the listener whenever the TLS Secret's files
 /// change: socat reads them when it starts, and a renewal (a new certificate, a new CA in the
-/// bundle) must reach the port without a pod restart. Handles SIGTERM (the script is PID 1).
-/// Bash builtins only (`-nt`, `: >`), besides socat and sleep.
-pub fn serve_reloading_tls(port: &str, command: &str) -> String {
+/// bundle) must reach the port without a pod restart; `on_change` (a shell command, or empty)
+/// runs then too. Handles SIGTERM (the script is PID 1). Bash builtins only (`-nt`, `: >`),
+/// besides socat and sleep.
+pub fn serve_reloading_tls(port: &str, command: &str, on_change: &str) -> String {
+    let on_change = if on_change.is_empty() { String::new() } else { format!("\n    {on_change} || true") };
     let listen = tls_listen(port, command);
     format!(
         r#": > /tmp/tls.loaded
@@ -97,11 +99,29 @@ while kill -0 "$listener" 2>/dev/null; do
     wait "$listener" || true
     : > /tmp/tls.loaded
     {listen}
-    listener=$!
+    listener=$!{on_change}
   fi
 done
 wait "$listener"
 "#
+    )
+}
+
+/// The replication channel's TLS options (`MASTER` or `SOURCE` prefix): encrypted, the member's
+/// certificate presented, and the primary's verified against the CA and its name (`$primary`).
+/// See docs/mysql-sql.md for each version's statement.
+fn replication_tls(prefix: &str) -> String {
+    format!(
+        "{prefix}_SSL=1, {prefix}_SSL_CA='{TLS_DIR}/{TLS_CA_FILE}', {prefix}_SSL_CERT='{TLS_DIR}/{TLS_CERT_FILE}', \
+         {prefix}_SSL_KEY='{TLS_DIR}/{TLS_KEY_FILE}', {prefix}_SSL_VERIFY_SERVER_CERT=1"
+    )
+}
+
+/// mysqld serves the members' certificate to every client (replicas verify it) and asks
+/// clients for theirs against the CA bundle.
+fn server_tls() -> String {
+    format!(
+        "ssl-ca={TLS_DIR}/{TLS_CA_FILE}\nssl-cert={TLS_DIR}/{TLS_CERT_FILE}\nssl-key={TLS_DIR}/{TLS_KEY_FILE}\n"
     )
 }
 
@@ -262,17 +282,24 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
         Dialect::SourceReplica => (
             format!(
                 "SOURCE_HOST='$primary', SOURCE_USER='{user}', SOURCE_PASSWORD='$password', \
-                 SOURCE_CONNECT_RETRY=10, SOURCE_SSL=1, GET_SOURCE_PUBLIC_KEY=1"
+                 SOURCE_CONNECT_RETRY=10, GET_SOURCE_PUBLIC_KEY=1, {}",
+                replication_tls("SOURCE")
             ),
             "START REPLICA",
         ),
         Dialect::MasterSlave | Dialect::Mariadb => (
             format!(
                 "MASTER_HOST='$primary', MASTER_USER='{user}', MASTER_PASSWORD='$password', \
-                 MASTER_CONNECT_RETRY=10"
+                 MASTER_CONNECT_RETRY=10, {}",
+                replication_tls("MASTER")
             ),
             "START SLAVE",
         ),
+    };
+    let reload_server_tls = match flavor.reload_tls_statement() {
+        Some(statement) => format!("{client} -h 127.0.0.1 -u root -e '{statement}'"),
+        // 5.7 reads its certificate at start only: a renewal takes effect at its next restart.
+        None => String::new(),
     };
     // PXB 8 keeps temporary files in --target-dir even when streaming; keep them off the datadir.
     let backup = match flavor {
@@ -284,7 +311,8 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
         }
     };
     let local_root = if flavor.is_mariadb() { mariadb_local_root() } else { String::new() };
-    let serve = format!("mkdir -p /tmp/backup\n{}", serve_reloading_tls("$port", &backup));
+    let serve =
+        format!("mkdir -p /tmp/backup\n{}", serve_reloading_tls("$port", &backup, &reload_server_tls));
     format!(
         r#"set -euo pipefail
 statefulset='{sts}'
@@ -306,8 +334,8 @@ if (( ordinal == first )); then
   # Re-applied on every start, so the account always matches the Secret; kept out of the binlog.
   {client} -h 127.0.0.1 -u root <<SQL
 SET SESSION sql_log_bin = 0;
-CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password';
-ALTER USER '{user}'@'%' IDENTIFIED BY '$password';
+CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password' REQUIRE SSL;
+ALTER USER '{user}'@'%' IDENTIFIED BY '$password' REQUIRE SSL;
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%';
 SQL
 {local_root}fi
@@ -388,13 +416,17 @@ pub enum Probe {
 /// The primary's and replicas' server configuration (the companion ConfigMap).
 pub fn config(flavor: Flavor) -> [(&'static str, String); 2] {
     [
-        (CONFIG_PRIMARY, "# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n".into()),
+        (
+            CONFIG_PRIMARY,
+            format!("# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n{}", server_tls()),
+        ),
         (
             CONFIG_REPLICA,
             format!(
-                "# Applied on the other members (replicas).\n[mysqld]\n{}\n{}",
+                "# Applied on the other members (replicas).\n[mysqld]\n{}\n{}{}",
                 flavor.read_only_option(),
-                flavor.replica_crash_safety().iter().map(|line| format!("{line}\n")).collect::<String>()
+                flavor.replica_crash_safety().iter().map(|line| format!("{line}\n")).collect::<String>(),
+                server_tls()
             ),
         ),
     ]
@@ -452,6 +484,26 @@ mod tests {
                 assert!(!clone.contains(plain) && !sidecar.contains(plain), "{flavor}: {plain}");
             }
         }
+    }
+
+    #[test]
+    fn replication_is_encrypted_verified_and_required() {
+        for flavor in Flavor::ALL {
+            let script = sidecar(flavor, NAMES);
+            let prefix = if flavor.dialect() == Dialect::SourceReplica { "SOURCE" } else { "MASTER" };
+            for option in ["_SSL=1", "_SSL_CA='/etc/mysql-webhook/tls/ca.crt'", "_SSL_VERIFY_SERVER_CERT=1"] {
+                assert!(script.contains(&format!("{prefix}{option}")), "{flavor}: {prefix}{option}");
+            }
+            assert_eq!(script.matches("IDENTIFIED BY '$password' REQUIRE SSL;").count(), 2, "{flavor}");
+            for (_, cnf) in config(flavor) {
+                assert!(cnf.contains("\nssl-cert=/etc/mysql-webhook/tls/tls.crt\n"), "{flavor}");
+            }
+        }
+        assert!(
+            sidecar(Flavor::Mariadb, NAMES).contains("mariadb -h 127.0.0.1 -u root -e 'FLUSH SSL' || true")
+        );
+        assert!(sidecar(Flavor::Mysql84, NAMES).contains("-e 'ALTER INSTANCE RELOAD TLS' || true"));
+        assert!(!sidecar(Flavor::Mysql57, NAMES).contains("RELOAD TLS"), "5.7 can't reload");
     }
 
     #[test]

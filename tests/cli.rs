@@ -154,7 +154,7 @@ fn with_secret_also_emits_the_members_tls_identity_and_a_tls_issuer_a_certificat
         certificate["spec"]["issuerRef"],
         json!({"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "corp-ca"})
     );
-    assert_eq!(certificate["spec"]["dnsNames"], json!(["*.db", "db", "db-read"]));
+    assert_eq!(certificate["spec"]["dnsNames"], json!(["*.db", "db-0.db", "db", "db-read"]));
     assert_eq!(
         certificate["spec"]["usages"],
         json!(["digital signature", "key encipherment", "server auth", "client auth"])

@@ -164,7 +164,7 @@ fn replication_runs_as_the_replication_user_with_the_generated_password() {
         assert_eq!(status["Master_Host"], "mysql-0.mysql", "member {ordinal}");
     }
     cluster
-        .sql_as(0, "replication", &replication_password, "SELECT 1")
+        .sql_as_over(true, 0, "replication", &replication_password, "SELECT 1")
         .expect("the replication account has the Secret's password");
     // root: the Secret's password on every member (the replicas got it through the clone), and
     // never an empty one.
@@ -216,6 +216,31 @@ fn replicas_whose_server_is_killed_restart_and_catch_up() {
             ("Yes", "Yes")
         );
     }
+}
+
+#[test]
+fn replication_is_encrypted_and_verified_and_the_account_refused_without_tls() {
+    let cluster = example_cluster();
+    for ordinal in 1..3 {
+        let status = cluster.replica_status(ordinal);
+        assert_eq!(
+            (status["Master_SSL_Allowed"].as_str(), status["Master_SSL_Verify_Server_Cert"].as_str()),
+            ("Yes", "Yes"),
+            "member {ordinal}"
+        );
+        assert_eq!(status["Master_SSL_CA_File"], "/etc/mysql-webhook/tls/ca.crt", "member {ordinal}");
+        assert_eq!(status["Slave_IO_Running"], "Yes", "member {ordinal}: {}", status["Last_IO_Error"]);
+    }
+    // The primary sees the replicas' connections encrypted.
+    let ssl_sessions = cluster.sql(0, "SHOW GLOBAL STATUS LIKE 'Ssl_accepts'");
+    let accepts: u32 = ssl_sessions.split('\t').nth(1).unwrap().parse().unwrap();
+    assert!(accepts >= 2, "{ssl_sessions}");
+    let password = cluster.manifests.secret_value("replication-password");
+    let plain = cluster.sql_as_over(false, 0, "replication", &password, "SELECT 1");
+    let error = plain.expect_err("the replication account requires TLS");
+    assert!(error.contains("Access denied"), "{error}");
+    cluster.sql_as_over(true, 0, "replication", &password, "SELECT 1").expect("over TLS it logs in");
+    assert_eq!(cluster.sql(0, "SELECT ssl_type FROM mysql.user WHERE User = 'replication'"), "ANY");
 }
 
 /// The plan of the example, for the names its certificate carries.

@@ -610,6 +610,20 @@ impl Cluster {
         self.client(ordinal, user, password, &["--skip-column-names", "-e", sql])
     }
 
+    /// [`Cluster::sql_as`] over TLS (`--ssl`: encrypted, the server's certificate not verified:
+    /// the test connects by address) or explicitly without (`--skip-ssl`).
+    pub fn sql_as_over(
+        &self,
+        tls: bool,
+        ordinal: u32,
+        user: &str,
+        password: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        let mode = if tls { "--ssl" } else { "--skip-ssl" };
+        self.client(ordinal, user, password, &[mode, "--skip-column-names", "-e", sql])
+    }
+
     fn client(&self, ordinal: u32, user: &str, password: &str, args: &[&str]) -> Result<String, String> {
         let output = Command::new("timeout")
             .args(["30", "ip", "netns", "exec", &self.client_namespace()])
