@@ -1,11 +1,15 @@
 //! Certificates for the webhook: a CA and a serving certificate signed by it, for
 //! `mysql-webhook certs` (the Service's DNS names, files for a Secret and the caBundle for the
-//! webhook configurations) and for `serve --dev` (localhost and 127.0.0.1); and the members' TLS
-//! identity of each StatefulSet (Secret `<name>-tls`), made and renewed by the controller. ECDSA
-//! P-256 keys, as Kubewarden's controller uses.
+//! webhook configurations) and for `serve --dev` (localhost and 127.0.0.1). ECDSA P-256 keys,
+//! as Kubewarden's controller uses.
+//!
+//! The CA's key is written beside its certificate (`ca.key`, mode 0600, never in the Secret the
+//! webhook mounts), so that `certs --renew` can sign a new serving certificate with the same CA
+//! and the caBundle of the webhook configurations stays valid.
 
 use std::fs;
 use std::io::Write;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -15,8 +19,8 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
-use crate::companions::TlsIdentity;
-use crate::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
+use mysql_webhook_core::consts::{TLS_CA_FILE, TLS_CA_KEY_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
+use mysql_webhook_core::names::NameRule;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CertsError {
@@ -28,8 +32,16 @@ pub enum CertsError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("--days must be between 1 and 3650, not {0}")]
     Validity(u32),
-    #[error("the TLS Secret's {0} is not a PEM certificate")]
-    Unreadable(&'static str),
+    #[error("--service {0:?} is not a Service name ({rule}); add IP addresses with --ip", rule = NameRule::Dns1035Label.description())]
+    ServiceName(String),
+    #[error("cannot read the CA to renew with from {}: {source}; make a new CA with `certs` without --renew", path.display())]
+    ReadCa { path: PathBuf, source: std::io::Error },
+    #[error("the CA in {} can't be used: {source}", dir.display())]
+    BadCa { source: rcgen::Error, dir: PathBuf },
+    #[error(
+        "the CA expires on {ca_expiry}, before a certificate valid {days} days would; make a new CA (`certs` without --renew) and update the caBundle"
+    )]
+    CaExpiresFirst { ca_expiry: OffsetDateTime, days: u32 },
 }
 
 /// A CA and a serving certificate, PEM-encoded.
@@ -37,6 +49,18 @@ pub struct Bundle {
     pub ca_pem: String,
     pub cert_pem: String,
     pub key_pem: String,
+    /// The CA's key when the CA is new; `None` for a renewal, whose CA files stay as they are.
+    ca_key_pem: Option<String>,
+}
+
+impl std::fmt::Debug for Bundle {
+    // Never print a key, even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bundle")
+            .field("ca_pem", &self.ca_pem)
+            .field("cert_pem", &self.cert_pem)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Bundle {
@@ -46,229 +70,108 @@ impl Bundle {
     }
 }
 
-/// The names a webhook Service answers to inside the cluster.
-pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
-    vec![
+/// The names a webhook Service answers to inside the cluster, and `ips` (for a webhook reached
+/// by address, such as one running outside the cluster).
+pub fn service_names(service: &str, namespace: &str, ips: &[IpAddr]) -> Result<Vec<String>, CertsError> {
+    if !NameRule::Dns1035Label.accepts(service) {
+        return Err(CertsError::ServiceName(service.to_owned()));
+    }
+    let dns = [
         service.to_owned(),
         format!("{service}.{namespace}"),
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
-    ]
+    ];
+    Ok(dns.into_iter().chain(ips.iter().map(IpAddr::to_string)).collect())
 }
 
-/// Makes a CA and a serving certificate for `names` (DNS names or IP addresses), valid `days`.
+/// Makes a CA and a serving certificate for `names` (DNS names or IP addresses), valid `days`;
+/// the CA is valid twice as long, so that renewals (see [`renew`]) can keep it.
 pub fn generate(common_name: &str, names: Vec<String>, days: u32) -> Result<Bundle, CertsError> {
     if !(1..=3650).contains(&days) {
         return Err(CertsError::Validity(days));
     }
-    // The CA outlives the serving certificate so a renewal can keep the caBundle.
-    let (ca_pem, issuer) = authority(&format!("{common_name} CA"), Duration::days(i64::from(days) * 2))?;
-    let usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    let (cert_pem, key_pem) = leaf(&issuer, common_name, names, Duration::days(i64::from(days)), usages)?;
-    Ok(Bundle { ca_pem, cert_pem, key_pem })
-}
-
-/// A little backdating absorbs clock skew between this machine and the API server.
-const BACKDATE: Duration = Duration::hours(1);
-
-fn not_before(now: OffsetDateTime) -> OffsetDateTime {
-    now - BACKDATE
-}
-
-/// A new self-signed CA valid for `validity`: its PEM and the issuer that signs with it.
-fn authority(
-    common_name: &str,
-    validity: Duration,
-) -> Result<(String, Issuer<'static, KeyPair>), CertsError> {
     let now = OffsetDateTime::now_utc();
     let mut ca = CertificateParams::default();
     ca.distinguished_name = DistinguishedName::new();
-    ca.distinguished_name.push(DnType::CommonName, common_name);
+    ca.distinguished_name.push(DnType::CommonName, format!("{common_name} CA"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages =
         vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-    ca.not_before = not_before(now);
-    ca.not_after = now + validity;
+    ca.not_before = backdated(now);
+    // The CA outlives the serving certificate so a renewal can keep the caBundle.
+    ca.not_after = now + Duration::days(i64::from(days) * 2);
     let ca_key = KeyPair::generate()?;
     let ca_cert = ca.self_signed(&ca_key)?;
-    Ok((ca_cert.pem(), Issuer::new(ca, ca_key)))
+    let ca_key_pem = ca_key.serialize_pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let (cert_pem, key_pem) = sign(&issuer, common_name, names, days, now)?;
+    Ok(Bundle { ca_pem: ca_cert.pem(), cert_pem, key_pem, ca_key_pem: Some(ca_key_pem) })
 }
 
-/// A certificate for `names` signed by `issuer`, valid for `validity`: its PEM and its key's.
-fn leaf(
+/// A new serving certificate and key for `names`, valid `days`, signed by the CA that an earlier
+/// [`generate`] wrote into `dir` (`ca.crt`, `ca.key`): the caBundle stays the same.
+pub fn renew(dir: &Path, common_name: &str, names: Vec<String>, days: u32) -> Result<Bundle, CertsError> {
+    if !(1..=3650).contains(&days) {
+        return Err(CertsError::Validity(days));
+    }
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read_to_string(&path).map_err(|source| CertsError::ReadCa { path, source })
+    };
+    let (ca_pem, ca_key_pem) = (read(TLS_CA_FILE)?, read(TLS_CA_KEY_FILE)?);
+    let bad_ca = |source| CertsError::BadCa { source, dir: dir.to_owned() };
+    let ca_key = KeyPair::from_pem(&ca_key_pem).map_err(bad_ca)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key).map_err(bad_ca)?;
+    let now = OffsetDateTime::now_utc();
+    let ca_expiry = x509_parser::pem::parse_x509_pem(ca_pem.as_bytes())
+        .ok()
+        .and_then(|(_, pem)| pem.parse_x509().ok().map(|cert| cert.validity().not_after.timestamp()))
+        .and_then(|seconds| OffsetDateTime::from_unix_timestamp(seconds).ok())
+        .ok_or_else(|| bad_ca(rcgen::Error::CouldNotParseCertificate))?;
+    if ca_expiry < now + Duration::days(i64::from(days)) {
+        return Err(CertsError::CaExpiresFirst { ca_expiry, days });
+    }
+    let (cert_pem, key_pem) = sign(&issuer, common_name, names, days, now)?;
+    Ok(Bundle { ca_pem, cert_pem, key_pem, ca_key_pem: None })
+}
+
+/// A little backdating absorbs clock skew between this machine and the API server.
+fn backdated(now: OffsetDateTime) -> OffsetDateTime {
+    now - Duration::hours(1)
+}
+
+/// A serving certificate signed by `issuer`: (certificate, key) in PEM.
+fn sign(
     issuer: &Issuer<'_, KeyPair>,
     common_name: &str,
     names: Vec<String>,
-    validity: Duration,
-    usages: Vec<ExtendedKeyUsagePurpose>,
+    days: u32,
+    now: OffsetDateTime,
 ) -> Result<(String, String), CertsError> {
-    let now = OffsetDateTime::now_utc();
     let mut leaf = CertificateParams::new(names)?;
     leaf.distinguished_name = DistinguishedName::new();
     leaf.distinguished_name.push(DnType::CommonName, common_name);
     leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-    leaf.extended_key_usages = usages;
-    // Names its CA by key, not only by subject: during a rollover two CAs of the bundle share a
-    // subject, and a verifier must pick the one that signed.
-    leaf.use_authority_key_identifier_extension = true;
-    leaf.not_before = not_before(now);
-    leaf.not_after = now + validity;
+    leaf.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    leaf.not_before = backdated(now);
+    leaf.not_after = now + Duration::days(i64::from(days));
     let leaf_key = KeyPair::generate()?;
     let leaf_cert = leaf.signed_by(&leaf_key, issuer)?;
     Ok((leaf_cert.pem(), leaf_key.serialize_pem()))
 }
 
-/// Lifetime of the members' certificate.
-pub const MEMBER_CERT_DAYS: i64 = 90;
-/// The members' certificate is renewed when it has less than this left.
-pub const RENEW_BEFORE_DAYS: i64 = 30;
-/// Lifetime of the members' CA. It is replaced (a rollover) when it has less left than a
-/// certificate's lifetime and the renewal margin, so no certificate outlives its CA.
-pub const MEMBER_CA_DAYS: i64 = 3650;
-
-/// How long a new CA sits in the bundle before it signs: every member must trust it before any
-/// presents a certificate from it (the kubelet refreshes Secret volumes within a minute or two,
-/// and the listeners restart on the change).
-pub const PROMOTE_AFTER_MINUTES: i64 = 60;
-
-/// What a TLS identity needs now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Renewal {
-    /// A new certificate from the same CA; the bundle keeps its CAs (minus expired ones).
-    Certificate,
-    /// A CA rollover, first half: a new CA joins the bundle (after the signing one) and its key
-    /// waits in `ca-next.key`; the certificate is unchanged, so members trust the new CA before
-    /// any presents a certificate from it.
-    Authority,
-    /// A CA rollover, second half ([`PROMOTE_AFTER_MINUTES`] later): the new CA signs a new
-    /// certificate and comes first in the bundle; the old one stays until it expires, so members
-    /// still presenting the old certificate stay trusted.
-    Promotion,
-}
-
-/// A new members' CA, named with its creation time so that the CAs of a rollover bundle differ.
-fn member_authority(common_name: &str) -> Result<(String, Issuer<'static, KeyPair>), CertsError> {
-    let created = OffsetDateTime::now_utc().unix_timestamp();
-    authority(&format!("{common_name} CA {created}"), Duration::days(MEMBER_CA_DAYS))
-}
-
-/// A new members' identity: a CA and a certificate for `names` (server and client
-/// authentication: each member is both on the clone port and in replication).
-pub fn member_identity(common_name: &str, names: Vec<String>) -> Result<TlsIdentity, CertsError> {
-    let (ca_pem, issuer) = member_authority(common_name)?;
-    let (cert, key) = member_leaf(&issuer, common_name, names)?;
-    Ok(TlsIdentity {
-        ca_bundle: ca_pem,
-        ca_key: Some(issuer.key().serialize_pem()),
-        ca_next_key: None,
-        cert,
-        key,
-    })
-}
-
-fn member_leaf(
-    issuer: &Issuer<'_, KeyPair>,
-    common_name: &str,
-    names: Vec<String>,
-) -> Result<(String, String), CertsError> {
-    let usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-    leaf(issuer, common_name, names, Duration::days(MEMBER_CERT_DAYS), usages)
-}
-
-/// Does `identity` need a renewal at `now`? Never for one without the CA's key (made by
-/// cert-manager or by hand: whoever made it renews it).
-pub fn renewal_due(identity: &TlsIdentity, now: OffsetDateTime) -> Result<Option<Renewal>, CertsError> {
-    if identity.ca_key.is_none() {
-        return Ok(None);
-    }
-    let bundle = certificates(&identity.ca_bundle);
-    let signing_ca = bundle.first().ok_or(CertsError::Unreadable(TLS_CA_FILE))?;
-    let cert =
-        certificates(&identity.cert).into_iter().next().ok_or(CertsError::Unreadable(TLS_CERT_FILE))?;
-    if identity.ca_next_key.is_some() {
-        // The new CA is the last of the bundle; its (backdated) start says since when members
-        // have trusted it.
-        let next = bundle.last().ok_or(CertsError::Unreadable(TLS_CA_FILE))?;
-        let promote = now - (next.not_before + BACKDATE) >= Duration::minutes(PROMOTE_AFTER_MINUTES);
-        return Ok(promote.then_some(Renewal::Promotion));
-    }
-    Ok(if signing_ca.not_after - now < Duration::days(MEMBER_CERT_DAYS + RENEW_BEFORE_DAYS) {
-        Some(Renewal::Authority)
-    } else if cert.not_after - now < Duration::days(RENEW_BEFORE_DAYS) {
-        Some(Renewal::Certificate)
-    } else {
-        None
-    })
-}
-
-/// Renews `identity` for `names` as `renewal` says. The identity must carry the CA's key (and,
-/// for a promotion, the next CA's).
-pub fn renew(
-    identity: &TlsIdentity,
-    renewal: Renewal,
-    common_name: &str,
-    names: Vec<String>,
-) -> Result<TlsIdentity, CertsError> {
-    let now = OffsetDateTime::now_utc();
-    let mut valid: Vec<String> = certificates(&identity.ca_bundle)
-        .into_iter()
-        .filter(|ca| ca.not_after > now)
-        .map(|ca| ca.pem)
-        .collect();
-    let key = |key: &Option<String>, name| key.clone().ok_or(CertsError::Unreadable(name));
-    let signer = |ca_pem: &str, key_pem: &str| -> Result<Issuer<'static, KeyPair>, CertsError> {
-        Ok(Issuer::from_ca_cert_pem(ca_pem, KeyPair::from_pem(key_pem)?)?)
-    };
-    match renewal {
-        Renewal::Certificate => {
-            let ca_key = key(&identity.ca_key, crate::consts::TLS_CA_KEY_FILE)?;
-            let issuer = signer(valid.first().ok_or(CertsError::Unreadable(TLS_CA_FILE))?, &ca_key)?;
-            let (cert, key) = member_leaf(&issuer, common_name, names)?;
-            Ok(TlsIdentity { ca_bundle: valid.concat(), cert, key, ..identity.clone() })
-        }
-        Renewal::Authority => {
-            let (next_pem, next) = member_authority(common_name)?;
-            valid.push(next_pem);
-            Ok(TlsIdentity {
-                ca_bundle: valid.concat(),
-                ca_next_key: Some(next.key().serialize_pem()),
-                ..identity.clone()
-            })
-        }
-        Renewal::Promotion => {
-            let next_key = key(&identity.ca_next_key, crate::consts::TLS_CA_NEXT_KEY_FILE)?;
-            let next_pem = valid.pop().ok_or(CertsError::Unreadable(TLS_CA_FILE))?;
-            let issuer = signer(&next_pem, &next_key)?;
-            let (cert, key) = member_leaf(&issuer, common_name, names)?;
-            // The previous signing CA stays (until it expires) for members not yet refreshed.
-            valid.insert(0, next_pem);
-            Ok(TlsIdentity {
-                ca_bundle: valid.concat(),
-                ca_key: Some(next_key),
-                ca_next_key: None,
-                cert,
-                key,
-            })
-        }
-    }
-}
-
-/// One certificate of a PEM bundle.
-struct Parsed {
-    pem: String,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
-}
-
-/// Writes `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `dir`, refusing to overwrite any of
-/// them unless `force`.
+/// Writes `tls.crt` and `tls.key` (mode 0600) into `dir`, and for a new CA `ca.crt` and `ca.key`
+/// (mode 0600), refusing to overwrite any of them unless `force`. A renewal overwrites the
+/// serving pair: replacing it is what it is for.
 pub fn write(bundle: &Bundle, dir: &Path, force: bool) -> Result<(), CertsError> {
     fs::create_dir_all(dir).map_err(|source| CertsError::Write { path: dir.to_owned(), source })?;
-    let files = [
-        (TLS_CA_FILE, &bundle.ca_pem, 0o644),
-        (TLS_CERT_FILE, &bundle.cert_pem, 0o644),
-        (TLS_KEY_FILE, &bundle.key_pem, 0o600),
-    ];
+    let mut files = Vec::new();
+    if let Some(ca_key_pem) = &bundle.ca_key_pem {
+        files.extend([(TLS_CA_FILE, &bundle.ca_pem, 0o644), (TLS_CA_KEY_FILE, ca_key_pem, 0o600)]);
+    }
+    files.extend([(TLS_CERT_FILE, &bundle.cert_pem, 0o644), (TLS_KEY_FILE, &bundle.key_pem, 0o600)]);
+    let force = force || bundle.ca_key_pem.is_none();
     if !force && let Some((name, ..)) = files.iter().find(|(name, ..)| dir.join(name).exists()) {
         return Err(CertsError::Exists(dir.join(name)));
     }
@@ -292,35 +195,73 @@ fn write_file(path: &Path, content: &str, mode: u32) -> std::io::Result<()> {
     fs::rename(&temporary, path)
 }
 
-/// The certificates of a PEM bundle, in order, each as PEM with its validity; what doesn't
-/// parse is skipped.
-fn certificates(bundle: &str) -> Vec<Parsed> {
-    x509_parser::pem::Pem::iter_from_buffer(bundle.as_bytes())
-        .filter_map(Result::ok)
-        .filter_map(|pem| {
-            let validity = pem.parse_x509().ok()?.validity().clone();
-            let encoded = base64::engine::general_purpose::STANDARD.encode(&pem.contents);
-            let lines: Vec<&str> =
-                encoded.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
-            Some(Parsed {
-                pem: format!(
-                    "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
-                    lines.join("\n")
-                ),
-                not_before: validity.not_before.to_datetime(),
-                not_after: validity.not_after.to_datetime(),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn san(cert_pem: &str) -> Vec<String> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        san.value.general_names.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn ip_addresses_are_added_as_ip_names_only() {
+        let ips = ["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        let bundle = generate("mysql-webhook", service_names("hook", "infra", &ips).unwrap(), 30).unwrap();
+        let names = san(&bundle.cert_pem);
+        assert_eq!(names.len(), 6, "{names:?}");
+        // x509-parser prints addresses as hex octets.
+        assert_eq!(names[4], "IPAddress(7f:00:00:01)");
+        assert_eq!(names[5], "IPAddress(00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:01)");
+    }
+
+    #[test]
+    fn refuses_an_address_as_the_service_name_and_points_to_ip() {
+        let error = service_names("127.0.0.1", "infra", &[]).unwrap_err().to_string();
+        assert!(error.starts_with("--service \"127.0.0.1\" is not a Service name"), "{error}");
+        assert!(error.ends_with("add IP addresses with --ip"), "{error}");
+    }
+
+    #[test]
+    fn a_renewal_keeps_the_ca_and_its_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generate("hook", vec!["hook.infra.svc".into()], 30).unwrap();
+        write(&first, dir.path(), false).unwrap();
+        let key_mode = |name| {
+            use std::os::unix::fs::PermissionsExt;
+            fs::metadata(dir.path().join(name)).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!((key_mode(TLS_CA_KEY_FILE), key_mode(TLS_KEY_FILE)), (0o600, 0o600));
+
+        let renewed = renew(dir.path(), "hook", vec!["hook.infra.svc".into()], 30).unwrap();
+        write(&renewed, dir.path(), false).unwrap();
+        assert_eq!(renewed.ca_bundle(), first.ca_bundle());
+        assert_ne!(renewed.cert_pem, first.cert_pem);
+        assert_eq!(fs::read_to_string(dir.path().join(TLS_CA_FILE)).unwrap(), first.ca_pem);
+        assert_eq!(fs::read_to_string(dir.path().join(TLS_CERT_FILE)).unwrap(), renewed.cert_pem);
+        // The new certificate chains to the old CA.
+        let (_, ca) = x509_parser::pem::parse_x509_pem(first.ca_pem.as_bytes()).unwrap();
+        let ca = ca.parse_x509().unwrap();
+        let (_, leaf) = x509_parser::pem::parse_x509_pem(renewed.cert_pem.as_bytes()).unwrap();
+        let leaf = leaf.parse_x509().unwrap();
+        assert!(leaf.verify_signature(Some(ca.public_key())).is_ok());
+    }
+
+    #[test]
+    fn a_renewal_refuses_a_missing_ca_or_one_that_expires_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = renew(dir.path(), "hook", vec!["hook".into()], 30).unwrap_err().to_string();
+        assert!(missing.contains("make a new CA with `certs` without --renew"), "{missing}");
+        write(&generate("hook", vec!["hook".into()], 10).unwrap(), dir.path(), false).unwrap();
+        let late = renew(dir.path(), "hook", vec!["hook".into()], 30).unwrap_err();
+        assert!(matches!(late, CertsError::CaExpiresFirst { days: 30, .. }), "{late}");
+    }
+
     #[test]
     fn the_serving_certificate_names_every_service_dns_name() {
-        let bundle = generate("mysql-webhook", service_names("hook", "infra"), 30).unwrap();
+        let bundle = generate("mysql-webhook", service_names("hook", "infra", &[]).unwrap(), 30).unwrap();
         let (_, pem) = x509_parser::pem::parse_x509_pem(bundle.cert_pem.as_bytes()).unwrap();
         let cert = pem.parse_x509().unwrap();
         let san = cert.subject_alternative_name().unwrap().unwrap();
@@ -343,84 +284,5 @@ mod tests {
     fn refuses_a_validity_outside_one_day_to_ten_years() {
         assert!(matches!(generate("x", vec!["a".into()], 0), Err(CertsError::Validity(0))));
         assert!(matches!(generate("x", vec!["a".into()], 5000), Err(CertsError::Validity(5000))));
-    }
-
-    fn names(cert_pem: &str) -> (Vec<String>, Vec<String>) {
-        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes()).unwrap();
-        let cert = pem.parse_x509().unwrap();
-        let san = cert.subject_alternative_name().unwrap().unwrap();
-        let eku = cert.extended_key_usage().unwrap().unwrap().value;
-        let usages = [("server", eku.server_auth), ("client", eku.client_auth)];
-        (
-            san.value.general_names.iter().map(|n| n.to_string()).collect(),
-            usages.iter().filter(|(_, on)| *on).map(|(u, _)| u.to_string()).collect(),
-        )
-    }
-
-    #[test]
-    fn the_members_certificate_serves_and_authenticates_clients_and_never_shows_its_key() {
-        let identity = member_identity("orders-hl", vec!["*.orders-hl".into(), "orders-hl".into()]).unwrap();
-        assert_eq!(
-            names(&identity.cert),
-            (
-                vec!["DNSName(*.orders-hl)".into(), "DNSName(orders-hl)".into()],
-                vec!["server".into(), "client".into()]
-            )
-        );
-        assert_eq!(format!("{identity:?}"), "TlsIdentity { .. }");
-        assert_eq!(certificates(&identity.ca_bundle).len(), 1);
-        assert!(identity.ca_key.is_some() && identity.ca_next_key.is_none());
-    }
-
-    #[test]
-    fn renews_the_certificate_before_it_expires_and_rolls_the_ca_over_before_it_does() {
-        let identity = member_identity("db", vec!["*.db".into()]).unwrap();
-        let now = OffsetDateTime::now_utc();
-        assert_eq!(renewal_due(&identity, now).unwrap(), None);
-        let days = |n| now + Duration::days(n);
-        assert_eq!(renewal_due(&identity, days(MEMBER_CERT_DAYS - RENEW_BEFORE_DAYS - 1)).unwrap(), None);
-        assert_eq!(
-            renewal_due(&identity, days(MEMBER_CERT_DAYS - RENEW_BEFORE_DAYS + 1)).unwrap(),
-            Some(Renewal::Certificate)
-        );
-        assert_eq!(
-            renewal_due(&identity, days(MEMBER_CA_DAYS - MEMBER_CERT_DAYS - RENEW_BEFORE_DAYS + 1)).unwrap(),
-            Some(Renewal::Authority)
-        );
-        // Made by someone else (no CA key): left to them.
-        let foreign = TlsIdentity { ca_key: None, ..identity.clone() };
-        assert_eq!(renewal_due(&foreign, days(MEMBER_CA_DAYS)).unwrap(), None);
-
-        let renewed = renew(&identity, Renewal::Certificate, "db", vec!["*.db".into()]).unwrap();
-        assert_eq!((&renewed.ca_bundle, &renewed.ca_key), (&identity.ca_bundle, &identity.ca_key));
-        assert_ne!((&renewed.cert, &renewed.key), (&identity.cert, &identity.key));
-
-        // A rollover: the new CA is trusted first, signs only later.
-        let trusted = renew(&identity, Renewal::Authority, "db", vec!["*.db".into()]).unwrap();
-        let pems = |bundle: &str| certificates(bundle).into_iter().map(|ca| ca.pem).collect::<Vec<_>>();
-        let bundle = pems(&trusted.ca_bundle);
-        assert_eq!(bundle.len(), 2);
-        assert_eq!(bundle[0], pems(&identity.ca_bundle)[0], "the signing CA stays first");
-        assert_eq!(
-            (&trusted.cert, &trusted.ca_key),
-            (&identity.cert, &identity.ca_key),
-            "nothing signed yet"
-        );
-        assert_eq!(renewal_due(&trusted, now).unwrap(), None, "members must trust it first");
-        let later = now + Duration::minutes(PROMOTE_AFTER_MINUTES + 1);
-        assert_eq!(renewal_due(&trusted, later).unwrap(), Some(Renewal::Promotion));
-        let promoted = renew(&trusted, Renewal::Promotion, "db", vec!["*.db".into()]).unwrap();
-        assert_eq!(
-            pems(&promoted.ca_bundle),
-            [bundle[1].clone(), bundle[0].clone()],
-            "new CA first, old kept"
-        );
-        assert_eq!(promoted.ca_key, trusted.ca_next_key);
-        assert_eq!(promoted.ca_next_key, None);
-        assert_ne!(promoted.cert, identity.cert);
-        assert_eq!(renewal_due(&promoted, now).unwrap(), None);
-        // The next renewal signs with the new CA, which comes first.
-        let next = renew(&promoted, Renewal::Certificate, "db", vec!["*.db".into()]).unwrap();
-        assert_eq!(next.ca_bundle, promoted.ca_bundle);
     }
 }

@@ -30,13 +30,15 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::certs::{self, CertsError};
-use crate::companions::{
-    Companions, Credentials, TlsIdentity, credentials_secret, member_dns_names, tls_secret,
-};
-use crate::consts::{CERT_MANAGER_API_VERSION, FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY};
+use crate::member_tls::{self, MemberTlsError};
 use crate::metrics::Metrics;
-use crate::plan::{Invalid, Plan, plan};
+use mysql_webhook_core::companions::{
+    Companions, TlsIdentity, credentials_secret, member_dns_names, tls_secret,
+};
+use mysql_webhook_core::consts::{
+    CERT_MANAGER_API_VERSION, FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY,
+};
+use mysql_webhook_core::plan::{Plan, PlanError, plan};
 
 /// How soon a transient failure is retried.
 const RETRY_AFTER: Duration = Duration::from_secs(15);
@@ -47,7 +49,7 @@ const RESYNC_AFTER: Duration = Duration::from_secs(300);
 pub enum Error {
     /// The annotations can't be planned: the user must fix the StatefulSet.
     #[error("the StatefulSet can't be expanded: {0}")]
-    Invalid(#[from] Invalid),
+    Invalid(#[from] PlanError),
     #[error("the StatefulSet has no uid or namespace yet")]
     NotStored,
     #[error("cannot apply {kind} {name}: {source}")]
@@ -55,7 +57,7 @@ pub enum Error {
     #[error("cannot create or update Secret {name}: {source}")]
     Secret { name: String, source: kube::Error },
     #[error("cannot make or renew the TLS identity in Secret {name}: {source}")]
-    Tls { name: String, source: CertsError },
+    Tls { name: String, source: MemberTlsError },
 }
 
 impl Error {
@@ -196,14 +198,14 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     }
     let owned = secrets_owned(sts);
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
-    let credentials = || Ok(credentials_secret(&plan, &Credentials::generate()));
+    let credentials = || Ok(credentials_secret(&plan, &crate::new_credentials()));
     if ensure_secret(&secrets, &plan.secret, &owner, owned, credentials).await? {
         let note = format!("Secret {} created with generated root and replication passwords", plan.secret);
         publish(context, sts, normal("CredentialsCreated", note)).await;
     }
     if plan.tls_issuer.is_none() {
         let identity = || {
-            certs::member_identity(&plan.service_name, member_dns_names(&plan))
+            member_tls::member_identity(&plan.service_name, member_dns_names(&plan))
                 .map(|identity| tls_secret(&plan, &identity))
                 .map_err(|source| Error::Tls { name: plan.tls_secret.clone(), source })
         };
@@ -280,17 +282,18 @@ pub fn ownership_patch(secret: &Secret, owner: &OwnerReference, owned: bool) -> 
 /// Renews the members' certificate in Secret `<name>-tls` when it is due (a Secret without the
 /// CA's key, made by cert-manager or by hand, is left to whoever made it). Replaced with the
 /// resourceVersion read, so a concurrent renewal by another replica is a 409, retried.
-async fn renew_tls(secrets: &Api<Secret>, plan: &Plan) -> Result<Option<certs::Renewal>, Error> {
+async fn renew_tls(secrets: &Api<Secret>, plan: &Plan) -> Result<Option<member_tls::Renewal>, Error> {
     let name = &plan.tls_secret;
     let failed = |source| Error::Secret { name: name.clone(), source };
     let tls = |source| Error::Tls { name: name.clone(), source };
     let Some(existing) = secrets.get_opt(name).await.map_err(failed)? else { return Ok(None) };
     let Some(identity) = TlsIdentity::from_secret(&existing) else { return Ok(None) };
-    let Some(renewal) = certs::renewal_due(&identity, time::OffsetDateTime::now_utc()).map_err(tls)? else {
+    let Some(renewal) = member_tls::renewal_due(&identity, time::OffsetDateTime::now_utc()).map_err(tls)?
+    else {
         return Ok(None);
     };
     let renewed =
-        certs::renew(&identity, renewal, &plan.service_name, member_dns_names(plan)).map_err(tls)?;
+        member_tls::renew(&identity, renewal, &plan.service_name, member_dns_names(plan)).map_err(tls)?;
     let mut secret = existing;
     secret.data = tls_secret(plan, &renewed).data;
     let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };

@@ -11,8 +11,9 @@ use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use mysql_webhook::controller::{self, Context};
+use mysql_webhook::member_tls as certs;
 use mysql_webhook::metrics::Metrics;
-use mysql_webhook::{certs, companions};
+use mysql_webhook_core::companions;
 use serde_json::{Value, json};
 
 /// One call the reconciler made.
@@ -185,8 +186,8 @@ async fn creates_every_companion_with_an_owner_reference_and_the_field_manager()
 /// by the StatefulSet or not, with a fresh TLS identity.
 fn existing_secrets(ours: bool, owned: bool) -> Answer {
     let sts: StatefulSet = serde_json::from_value(managed_statefulset()).unwrap();
-    let plan = mysql_webhook::plan(&sts, None).unwrap().unwrap();
-    let credentials = companions::credentials_secret(&plan, &companions::Credentials::generate());
+    let plan = mysql_webhook_core::plan(&sts, None).unwrap().unwrap();
+    let credentials = companions::credentials_secret(&plan, &mysql_webhook::new_credentials());
     let identity = certs::member_identity("orders-hl", companions::member_dns_names(&plan)).unwrap();
     let tls = companions::tls_secret(&plan, &identity);
     let stored = move |secret: &k8s_openapi::api::core::v1::Secret| {

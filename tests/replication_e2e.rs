@@ -11,8 +11,8 @@
 mod e2e;
 
 use e2e::{Cluster, GRACE, Manifests};
-use mysql_webhook::certs::{self, Renewal};
-use mysql_webhook::companions::{TlsIdentity, member_dns_names, tls_secret};
+use mysql_webhook::member_tls::{self as certs, Renewal};
+use mysql_webhook_core::companions::{TlsIdentity, member_dns_names, tls_secret};
 
 /// The README's MariaDB example (`mysql`, three members, `mariadb:11.4`), expanded and started.
 fn example_cluster() -> Cluster {
@@ -244,11 +244,11 @@ fn replication_is_encrypted_and_verified_and_the_account_refused_without_tls() {
 }
 
 /// The plan of the example, for the names its certificate carries.
-fn example_plan() -> mysql_webhook::Plan {
+fn example_plan() -> mysql_webhook_core::Plan {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/mariadb.yaml"))
         .unwrap();
     let sts = serde_yaml_ng::from_str(&text).unwrap();
-    mysql_webhook::plan(&sts, None).unwrap().expect("the example is annotated")
+    mysql_webhook_core::plan(&sts, None).unwrap().expect("the example is annotated")
 }
 
 #[test]

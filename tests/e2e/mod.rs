@@ -60,7 +60,7 @@ fn repo(relative: &str) -> PathBuf {
 /// mount point the pods need that a host lacks: the TLS Secret's directory (empty; containers
 /// mount their own volume over it).
 fn require_environment() {
-    fs::create_dir_all(mysql_webhook::consts::TLS_DIR).expect("creating the TLS Secret's mount point");
+    fs::create_dir_all(mysql_webhook_core::consts::TLS_DIR).expect("creating the TLS Secret's mount point");
     let uid = Command::new("id").arg("-u").output().expect("running id -u");
     assert_eq!(
         String::from_utf8_lossy(&uid.stdout).trim(),
@@ -124,7 +124,8 @@ impl Manifests {
             String::from_utf8_lossy(&output.stderr)
         );
         let text = String::from_utf8(output.stdout).expect("mutate prints UTF-8");
-        let documents = mysql_webhook::manifests::read_documents(&text).expect("mutate prints manifests");
+        let documents =
+            mysql_webhook_core::manifests::read_documents(&text).expect("mutate prints manifests");
         let secret = |kind: &str| {
             let found = documents.iter().find(|d| d["kind"] == "Secret" && d["type"] == kind);
             let found = found.unwrap_or_else(|| panic!("mutate emitted no {kind} Secret")).clone();

@@ -51,15 +51,16 @@ pub const ADMISSION_REVIEW_KIND: &str = "AdmissionReview";
 pub const TLS_CA_FILE: &str = "ca.crt";
 pub const TLS_CERT_FILE: &str = "tls.crt";
 pub const TLS_KEY_FILE: &str = "tls.key";
+/// The CA's key: written by `certs` beside `ca.crt` for renewals (never part of the served
+/// Secret), and in a members' TLS Secret the controller made (it signs the renewals; never
+/// mounted in a pod: the volume projects the three keys above only).
+pub const TLS_CA_KEY_FILE: &str = "ca.key";
 
 /// The TLS identity of a StatefulSet's members: Secret `<name>` + this suffix, with the keys
 /// [`TLS_CA_FILE`] (the CA bundle), [`TLS_CERT_FILE`] and [`TLS_KEY_FILE`] (cert-manager's
 /// layout, so a cert-manager Certificate can provide the same Secret), mounted read-only at
 /// [`TLS_DIR`] in the members' containers.
 pub const TLS_SECRET_SUFFIX: &str = "-tls";
-/// The CA's private key, in a TLS Secret the controller made (it signs the renewals); never
-/// mounted in a pod: the volume projects the three keys above only.
-pub const TLS_CA_KEY_FILE: &str = "ca.key";
 /// During a CA rollover, the next CA's private key: in the bundle already, not signing yet.
 pub const TLS_CA_NEXT_KEY_FILE: &str = "ca-next.key";
 pub const VOLUME_TLS: &str = "tls";
