@@ -1,10 +1,14 @@
 //! The companion controller: for every StatefulSet labelled `mysql-webhook.io/managed=true`, it
 //! server-side applies the ConfigMap, the headless and read Services and the
 //! PodDisruptionBudget the expansion needs (pure builders in `companions`), each with a
-//! controller ownerReference so garbage collection deletes them with the StatefulSet, and
-//! creates the credentials Secret when it is missing (never read, overwritten or logged). Secrets
-//! are not watched (that would need list on every Secret in the cluster): a deleted one comes
-//! back at the next periodic resync.
+//! controller ownerReference so garbage collection deletes them with the StatefulSet. It creates
+//! the credentials Secret and the members' TLS Secret when they are missing, renews the TLS
+//! certificate before it expires, or applies a cert-manager Certificate instead; a password or a
+//! key is never overwritten or logged. The Secrets are owned by the StatefulSet only when its
+//! claims are deleted with it (`persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`):
+//! otherwise the retained data outlives the StatefulSet and still needs them. Secrets are not
+//! watched (that would need list on every Secret in the cluster): a deleted one comes back at the
+//! next periodic resync, which also renews.
 //!
 //! Several webhook replicas may reconcile the same StatefulSet at once: server-side apply of the
 //! same desired state with one field manager is idempotent, and a Secret created concurrently
@@ -18,7 +22,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -26,10 +30,15 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::member_tls::{self, MemberTlsError};
 use crate::metrics::Metrics;
-use mysql_webhook_core::companions::{Companions, credentials_secret};
-use mysql_webhook_core::consts::{FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY};
-use mysql_webhook_core::plan::{PlanError, plan};
+use mysql_webhook_core::companions::{
+    Companions, TlsIdentity, credentials_secret, member_dns_names, tls_secret,
+};
+use mysql_webhook_core::consts::{
+    CERT_MANAGER_API_VERSION, FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY,
+};
+use mysql_webhook_core::plan::{Plan, PlanError, plan};
 
 /// How soon a transient failure is retried.
 const RETRY_AFTER: Duration = Duration::from_secs(15);
@@ -45,8 +54,10 @@ pub enum Error {
     NotStored,
     #[error("cannot apply {kind} {name}: {source}")]
     Apply { kind: &'static str, name: String, source: kube::Error },
-    #[error("cannot create Secret {name}: {source}")]
+    #[error("cannot create or update Secret {name}: {source}")]
     Secret { name: String, source: kube::Error },
+    #[error("cannot make or renew the TLS identity in Secret {name}: {source}")]
+    Tls { name: String, source: MemberTlsError },
 }
 
 impl Error {
@@ -57,6 +68,7 @@ impl Error {
             Error::NotStored => "not_stored",
             Error::Apply { .. } => "apply",
             Error::Secret { .. } => "secret",
+            Error::Tls { .. } => "tls",
         }
     }
 
@@ -64,7 +76,7 @@ impl Error {
     /// as opposed to waiting for the user to change something.
     pub fn is_transient(&self) -> bool {
         match self {
-            Error::Invalid(_) | Error::NotStored => false,
+            Error::Invalid(_) | Error::NotStored | Error::Tls { .. } => false,
             Error::Apply { source, .. } | Error::Secret { source, .. } => is_transient(source),
         }
     }
@@ -181,25 +193,139 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     apply(client, &namespace, &owner, companions.read_service).await?;
     apply(client, &namespace, &owner, companions.pod_disruption_budget).await?;
 
-    // Create-only, and an existing Secret is a 409: the controller needs no permission to read
-    // Secrets, and an existing password is never read, overwritten or logged.
+    if let Some(certificate) = companions.certificate {
+        apply_certificate(client, &namespace, &owner, certificate).await?;
+    }
+    let owned = secrets_owned(sts);
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
-    let mut secret = credentials_secret(&plan, &crate::new_credentials());
-    secret.metadata.owner_references = Some(vec![owner]);
-    match secrets
-        .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &secret)
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(secret = %plan.secret, %namespace, "credentials Secret created");
+    let credentials = || Ok(credentials_secret(&plan, &crate::new_credentials()));
+    if ensure_secret(&secrets, &plan.secret, &owner, owned, credentials).await? {
+        let note = format!("Secret {} created with generated root and replication passwords", plan.secret);
+        publish(context, sts, normal("CredentialsCreated", note)).await;
+    }
+    if plan.tls_issuer.is_none() {
+        let identity = || {
+            member_tls::member_identity(&plan.service_name, member_dns_names(&plan))
+                .map(|identity| tls_secret(&plan, &identity))
+                .map_err(|source| Error::Tls { name: plan.tls_secret.clone(), source })
+        };
+        if ensure_secret(&secrets, &plan.tls_secret, &owner, owned, identity).await? {
             let note =
-                format!("Secret {} created with generated root and replication passwords", plan.secret);
-            publish(context, sts, normal("CredentialsCreated", note)).await;
+                format!("Secret {} created with a new CA and the members' certificate", plan.tls_secret);
+            publish(context, sts, normal("TlsCreated", note)).await;
+        } else if let Some(renewal) = renew_tls(&secrets, &plan).await? {
+            let note = format!("Secret {}: members' certificate renewed ({renewal:?})", plan.tls_secret);
+            publish(context, sts, normal("TlsRenewed", note)).await;
         }
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(source) => return Err(Error::Secret { name: plan.secret.clone(), source }),
     }
     Ok(Action::requeue(RESYNC_AFTER))
+}
+
+/// The Secrets live as long as the data: owned (deleted with the StatefulSet) only when the
+/// claims are deleted with it. With `Retain`, the default, a StatefulSet re-created on the
+/// retained claims finds the passwords its data was initialised with.
+pub fn secrets_owned(sts: &StatefulSet) -> bool {
+    let policy = sts.spec.as_ref().and_then(|s| s.persistent_volume_claim_retention_policy.as_ref());
+    policy.and_then(|p| p.when_deleted.as_deref()) == Some("Delete")
+}
+
+/// Creates Secret `name` when it is missing (`true`), with `owner` when `owned`. An existing one
+/// made by the controller gets its ownership brought in line with `owned` (one made by you is
+/// left alone); its data is never overwritten. A create answered 409 (another replica made it
+/// meanwhile) is taken as success.
+async fn ensure_secret(
+    secrets: &Api<Secret>,
+    name: &str,
+    owner: &OwnerReference,
+    owned: bool,
+    make: impl FnOnce() -> Result<Secret, Error>,
+) -> Result<bool, Error> {
+    let failed = |source| Error::Secret { name: name.to_owned(), source };
+    let Some(existing) = secrets.get_opt(name).await.map_err(failed)? else {
+        let mut secret = make()?;
+        secret.metadata.owner_references = owned.then(|| vec![owner.clone()]);
+        let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+        return match secrets.create(&params, &secret).await {
+            Ok(_) => {
+                tracing::info!(secret = %name, owned, "Secret created");
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(source) => Err(failed(source)),
+        };
+    };
+    let made_by_us = existing.labels().get(LABEL_MANAGED_BY).is_some_and(|v| v == MANAGED_BY);
+    if let Some(patch) = made_by_us.then(|| ownership_patch(&existing, owner, owned)).flatten() {
+        secrets.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(failed)?;
+        tracing::info!(secret = %name, owned, "Secret ownership changed");
+    }
+    Ok(false)
+}
+
+/// The merge patch that makes `owner` own `secret` or not, conditional on the resourceVersion it
+/// was computed from (a concurrent change is a 409, retried); `None` when it is already so.
+pub fn ownership_patch(secret: &Secret, owner: &OwnerReference, owned: bool) -> Option<serde_json::Value> {
+    let mut references = secret.metadata.owner_references.clone().unwrap_or_default();
+    let position = references.iter().position(|r| r.uid == owner.uid);
+    match (owned, position) {
+        (true, None) => references.push(owner.clone()),
+        (false, Some(index)) => {
+            references.remove(index);
+        }
+        _ => return None,
+    }
+    Some(serde_json::json!({
+        "metadata": {"resourceVersion": secret.metadata.resource_version, "ownerReferences": references}
+    }))
+}
+
+/// Renews the members' certificate in Secret `<name>-tls` when it is due (a Secret without the
+/// CA's key, made by cert-manager or by hand, is left to whoever made it). Replaced with the
+/// resourceVersion read, so a concurrent renewal by another replica is a 409, retried.
+async fn renew_tls(secrets: &Api<Secret>, plan: &Plan) -> Result<Option<member_tls::Renewal>, Error> {
+    let name = &plan.tls_secret;
+    let failed = |source| Error::Secret { name: name.clone(), source };
+    let tls = |source| Error::Tls { name: name.clone(), source };
+    let Some(existing) = secrets.get_opt(name).await.map_err(failed)? else { return Ok(None) };
+    let Some(identity) = TlsIdentity::from_secret(&existing) else { return Ok(None) };
+    let Some(renewal) = member_tls::renewal_due(&identity, time::OffsetDateTime::now_utc()).map_err(tls)?
+    else {
+        return Ok(None);
+    };
+    let renewed =
+        member_tls::renew(&identity, renewal, &plan.service_name, member_dns_names(plan)).map_err(tls)?;
+    let mut secret = existing;
+    secret.data = tls_secret(plan, &renewed).data;
+    let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+    secrets.replace(name, &params, &secret).await.map_err(failed)?;
+    tracing::info!(secret = %name, ?renewal, "members' TLS certificate renewed");
+    Ok(Some(renewal))
+}
+
+/// Server-side apply of the cert-manager Certificate, owned by the StatefulSet (the Secret
+/// cert-manager makes is not owned by the Certificate by default, so it stays).
+async fn apply_certificate(
+    client: &Client,
+    namespace: &str,
+    owner: &OwnerReference,
+    certificate: serde_json::Value,
+) -> Result<(), Error> {
+    let resource = ApiResource {
+        group: "cert-manager.io".into(),
+        version: "v1".into(),
+        api_version: CERT_MANAGER_API_VERSION.into(),
+        kind: "Certificate".into(),
+        plural: "certificates".into(),
+    };
+    let mut object: DynamicObject =
+        serde_json::from_value(certificate).expect("the Certificate is an object");
+    let name = object.name_any();
+    object.metadata.owner_references = Some(vec![owner.clone()]);
+    Api::<DynamicObject>::namespaced_with(client.clone(), namespace, &resource)
+        .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&object))
+        .await
+        .map(drop)
+        .map_err(|source| Error::Apply { kind: "Certificate", name, source })
 }
 
 /// Server-side apply of one companion, owned by the StatefulSet.

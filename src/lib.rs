@@ -16,6 +16,7 @@
 pub mod certs;
 pub mod cli;
 pub mod controller;
+pub mod member_tls;
 pub mod metrics;
 pub mod policy;
 pub mod scale;

@@ -87,8 +87,8 @@ fn the_secret_is_emitted_only_on_request_and_says_why() {
     let output = run_cli(&["mutate", "-f", "-"], ANNOTATED);
     assert_eq!(
         String::from_utf8_lossy(&output.stderr).trim_end(),
-        "note: document 1 (StatefulSet/db): Secret \"db-credentials\" not emitted: secrets don't belong in Git; \
-         the controller creates it in the cluster, or pass --with-secret"
+        "note: document 1 (StatefulSet/db): Secrets \"db-credentials\" and \"db-tls\" not emitted: secrets don't \
+         belong in Git; the controller creates them in the cluster, or pass --with-secret"
     );
     let out = documents(&mutate_cli(ANNOTATED, &["--with-secret"]));
     let secret = out.iter().find(|d| d["kind"] == "Secret").expect("a Secret");
@@ -127,4 +127,36 @@ fn check_without_a_file_is_a_usage_error_that_exits_2() {
     let output = run_cli(&["check"], "");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--filename <FILE>"));
+}
+
+#[test]
+fn with_secret_also_emits_the_members_tls_identity_and_a_tls_issuer_a_certificate_instead() {
+    let out = documents(&mutate_cli(ANNOTATED, &["--with-secret"]));
+    let tls =
+        out.iter().find(|d| d["kind"] == "Secret" && d["type"] == "kubernetes.io/tls").expect("TLS Secret");
+    assert_eq!(tls["metadata"]["name"], "db-tls");
+    for key in ["ca.crt", "tls.crt", "tls.key", "ca.key"] {
+        assert!(base64_check::decode(tls["data"][key].as_str().unwrap()).starts_with("-----BEGIN "), "{key}");
+    }
+    assert!(!out.iter().any(|d| d["kind"] == "Certificate"));
+
+    let issued = ANNOTATED.replace(
+        "mysql-webhook.io/replicated: \"true\"\n",
+        "mysql-webhook.io/replicated: \"true\"\n    mysql-webhook.io/tls-issuer: ClusterIssuer/corp-ca\n",
+    );
+    assert_ne!(issued, ANNOTATED);
+    let out = documents(&mutate_cli(&issued, &["--with-secret"]));
+    assert!(!out.iter().any(|d| d["type"] == "kubernetes.io/tls"), "cert-manager makes it");
+    let certificate = out.iter().find(|d| d["kind"] == "Certificate").expect("a Certificate");
+    assert_eq!(certificate["apiVersion"], "cert-manager.io/v1");
+    assert_eq!(certificate["spec"]["secretName"], "db-tls");
+    assert_eq!(
+        certificate["spec"]["issuerRef"],
+        json!({"group": "cert-manager.io", "kind": "ClusterIssuer", "name": "corp-ca"})
+    );
+    assert_eq!(certificate["spec"]["dnsNames"], json!(["*.db", "db-0.db", "db", "db-read"]));
+    assert_eq!(
+        certificate["spec"]["usages"],
+        json!(["digital signature", "key encipherment", "server auth", "client auth"])
+    );
 }

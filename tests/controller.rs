@@ -11,7 +11,9 @@ use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use mysql_webhook::controller::{self, Context};
+use mysql_webhook::member_tls as certs;
 use mysql_webhook::metrics::Metrics;
+use mysql_webhook_core::companions;
 use serde_json::{Value, json};
 
 /// One call the reconciler made.
@@ -127,6 +129,13 @@ fn writes(calls: &[Call]) -> Vec<(&str, &str)> {
         .collect()
 }
 
+const OWNER: &str = "8b3ad3c1-2f0e-4c9e-9b7a-3f4a1f2c5d6e";
+
+fn owner_references() -> Value {
+    // No blockOwnerDeletion: it would need update on statefulsets/finalizers, beyond least privilege.
+    json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "orders-db", "uid": OWNER, "controller": true}])
+}
+
 #[tokio::test]
 async fn creates_every_companion_with_an_owner_reference_and_the_field_manager() {
     let (result, calls, metrics) = reconcile(managed_statefulset(), empty_cluster()).await;
@@ -139,6 +148,7 @@ async fn creates_every_companion_with_an_owner_reference_and_the_field_manager()
             ("PATCH", "/api/v1/namespaces/shop/services/orders-db-read"),
             ("PATCH", "/apis/policy/v1/namespaces/shop/poddisruptionbudgets/orders-db"),
             ("POST", "/api/v1/namespaces/shop/secrets"),
+            ("POST", "/api/v1/namespaces/shop/secrets"),
         ]
     );
     for call in calls.iter().filter(|c| c.method == "PATCH") {
@@ -148,47 +158,174 @@ async fn creates_every_companion_with_an_owner_reference_and_the_field_manager()
             call.uri
         );
         assert!(call.body["apiVersion"].is_string(), "a full object is applied");
+        assert_eq!(call.body["metadata"]["ownerReferences"], owner_references(), "{}", call.uri);
     }
-    for call in calls.iter().filter(|c| c.method != "GET" && !c.uri.contains("/events")) {
-        assert_eq!(
-            call.body["metadata"]["ownerReferences"],
-            // No blockOwnerDeletion: it would need update on statefulsets/finalizers, beyond least privilege.
-            json!([{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "orders-db",
-                "uid": "8b3ad3c1-2f0e-4c9e-9b7a-3f4a1f2c5d6e", "controller": true}]),
-            "{}",
-            call.uri
-        );
-    }
-    let secret = &calls.iter().find(|c| c.uri.starts_with("/api/v1/namespaces/shop/secrets?")).unwrap().body;
-    assert_eq!(secret["metadata"]["name"], "orders-db-credentials");
-    let keys: Vec<&String> = secret["data"].as_object().unwrap().keys().collect();
+    let secrets: Vec<&Value> = calls
+        .iter()
+        .filter(|c| c.uri.starts_with("/api/v1/namespaces/shop/secrets?"))
+        .map(|c| &c.body)
+        .collect();
+    assert_eq!(secrets[0]["metadata"]["name"], "orders-db-credentials");
+    let keys: Vec<&String> = secrets[0]["data"].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["replication-password", "root-password"]);
-    let event = calls.iter().find(|c| c.uri.contains("/events")).expect("an event");
-    assert_eq!(event.body["reason"], "CredentialsCreated");
-    assert_eq!(event.body["type"], "Normal");
+    assert_eq!(secrets[1]["metadata"]["name"], "orders-db-tls");
+    assert_eq!(secrets[1]["type"], "kubernetes.io/tls");
+    let keys: Vec<&String> = secrets[1]["data"].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
+    for secret in secrets {
+        // The default retention policy keeps the claims: the Secrets outlive the StatefulSet too.
+        assert_eq!(secret["metadata"]["ownerReferences"], Value::Null, "{}", secret["metadata"]["name"]);
+    }
+    let events: Vec<&Value> =
+        calls.iter().filter(|c| c.uri.contains("/events")).map(|c| &c.body["reason"]).collect();
+    assert_eq!(events, ["CredentialsCreated", "TlsCreated"]);
     assert!(metrics.encode().contains("mysql_webhook_controller_reconciles_total 1"));
 }
 
-#[tokio::test]
-async fn an_existing_secret_is_never_read_or_changed() {
-    let answer: Answer = Box::new(|call: &Call| match call.method.as_str() {
-        "POST" if call.uri.contains("/secrets") => (409, status(409)),
+/// Secrets as the API server would return them: made by the controller (labelled) or not, owned
+/// by the StatefulSet or not, with a fresh TLS identity.
+fn existing_secrets(ours: bool, owned: bool) -> Answer {
+    let sts: StatefulSet = serde_json::from_value(managed_statefulset()).unwrap();
+    let plan = mysql_webhook_core::plan(&sts, None).unwrap().unwrap();
+    let credentials = companions::credentials_secret(&plan, &mysql_webhook::new_credentials());
+    let identity = certs::member_identity("orders-hl", companions::member_dns_names(&plan)).unwrap();
+    let tls = companions::tls_secret(&plan, &identity);
+    let stored = move |secret: &k8s_openapi::api::core::v1::Secret| {
+        let mut value = serde_json::to_value(secret).unwrap();
+        value["metadata"]["resourceVersion"] = json!("41");
+        if !ours {
+            value["metadata"]["labels"] = json!({});
+        }
+        if owned {
+            value["metadata"]["ownerReferences"] = owner_references();
+        }
+        value
+    };
+    let (credentials, tls) = (stored(&credentials), stored(&tls));
+    Box::new(move |call: &Call| match call.method.as_str() {
+        "GET" if call.uri.contains("/secrets/orders-db-credentials") => (200, credentials.clone()),
+        "GET" if call.uri.contains("/secrets/orders-db-tls") => (200, tls.clone()),
+        "GET" => (404, not_found()),
         "POST" => (201, call.body.clone()),
         _ => (200, call.body.clone()),
-    });
-    let (result, calls, _) = reconcile(managed_statefulset(), answer).await;
-    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
-    let on_secrets: Vec<(&str, &str)> = calls
+    })
+}
+
+fn on_secrets(calls: &[Call]) -> Vec<(&str, &str)> {
+    calls
         .iter()
         .filter(|c| c.uri.contains("/secrets"))
-        .map(|c| (c.method.as_str(), c.uri.as_str()))
-        .collect();
+        .map(|c| (c.method.as_str(), c.uri.split('?').next().unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn existing_secrets_are_never_overwritten() {
+    let (result, calls, _) = reconcile(managed_statefulset(), existing_secrets(true, false)).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
     assert_eq!(
-        on_secrets,
-        [("POST", "/api/v1/namespaces/shop/secrets?&fieldManager=mysql-webhook.io")],
-        "one create, refused"
+        on_secrets(&calls),
+        [
+            ("GET", "/api/v1/namespaces/shop/secrets/orders-db-credentials"),
+            ("GET", "/api/v1/namespaces/shop/secrets/orders-db-tls"),
+            ("GET", "/api/v1/namespaces/shop/secrets/orders-db-tls"),
+        ],
+        "read (the TLS one twice: existence, then renewal), never written: a fresh certificate needs nothing"
     );
     assert!(!calls.iter().any(|c| c.uri.contains("/events")), "nothing to report");
+}
+
+#[tokio::test]
+async fn secrets_are_owned_by_the_statefulset_only_when_its_claims_are_deleted_with_it() {
+    let mut deleting = managed_statefulset();
+    deleting["spec"]["persistentVolumeClaimRetentionPolicy"] =
+        json!({"whenDeleted": "Delete", "whenScaled": "Retain"});
+    // Created owned.
+    let (_, calls, _) = reconcile(deleting.clone(), empty_cluster()).await;
+    let created: Vec<&Value> =
+        calls.iter().filter(|c| c.method == "POST" && c.uri.contains("/secrets")).map(|c| &c.body).collect();
+    assert_eq!(created.len(), 2);
+    for secret in created {
+        assert_eq!(secret["metadata"]["ownerReferences"], owner_references());
+    }
+    // Made by an earlier version, unowned: the owner is added, conditionally on what was read.
+    let (result, calls, _) = reconcile(deleting.clone(), existing_secrets(true, false)).await;
+    result.unwrap();
+    let patches: Vec<&Call> =
+        calls.iter().filter(|c| c.method == "PATCH" && c.uri.contains("/secrets")).collect();
+    assert_eq!(patches.len(), 2);
+    for patch in patches {
+        assert_eq!(
+            patch.body,
+            json!({"metadata": {"resourceVersion": "41", "ownerReferences": owner_references()}})
+        );
+    }
+    // Owned (an earlier version owned them always) while the claims are retained: released.
+    let mut retaining = managed_statefulset();
+    retaining["spec"]["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": "Retain"});
+    for sts in [managed_statefulset(), retaining] {
+        let (result, calls, _) = reconcile(sts, existing_secrets(true, true)).await;
+        result.unwrap();
+        let patches: Vec<(&str, &Value)> = calls
+            .iter()
+            .filter(|c| c.method == "PATCH" && c.uri.contains("/secrets"))
+            .map(|c| (c.uri.split('?').next().unwrap(), &c.body))
+            .collect();
+        let released = json!({"metadata": {"resourceVersion": "41", "ownerReferences": []}});
+        assert_eq!(
+            patches,
+            [
+                ("/api/v1/namespaces/shop/secrets/orders-db-credentials", &released),
+                ("/api/v1/namespaces/shop/secrets/orders-db-tls", &released),
+            ]
+        );
+    }
+    // Yours (not labelled by the controller): never touched, whatever the policy.
+    let (_, calls, _) = reconcile(deleting, existing_secrets(false, false)).await;
+    assert!(on_secrets(&calls).iter().all(|(method, _)| *method == "GET"), "{:?}", on_secrets(&calls));
+}
+
+#[tokio::test]
+async fn a_tls_issuer_gets_a_cert_manager_certificate_instead_of_a_tls_secret() {
+    let mut sts = managed_statefulset();
+    sts["metadata"]["annotations"]["mysql-webhook.io/tls-issuer"] = json!("ClusterIssuer/corp-ca");
+    let (result, calls, _) = reconcile(sts, empty_cluster()).await;
+    result.unwrap();
+    let certificate = calls
+        .iter()
+        .find(|c| c.uri.starts_with("/apis/cert-manager.io/v1/namespaces/shop/certificates/orders-db-tls?"))
+        .expect("the Certificate is applied");
+    assert_eq!(certificate.method, "PATCH");
+    assert!(
+        certificate.uri.contains("fieldManager=mysql-webhook.io") && certificate.uri.contains("force=true")
+    );
+    assert_eq!(certificate.body["metadata"]["ownerReferences"], owner_references());
+    assert_eq!(certificate.body["spec"]["secretName"], "orders-db-tls");
+    assert_eq!(
+        certificate.body["spec"]["dnsNames"],
+        json!([
+            "*.orders-hl",
+            "*.orders-hl.shop.svc",
+            "*.orders-hl.shop.svc.cluster.local",
+            "orders-db-0.orders-hl",
+            "orders-db-0.orders-hl.shop.svc",
+            "orders-db-0.orders-hl.shop.svc.cluster.local",
+            "orders-hl",
+            "orders-hl.shop.svc",
+            "orders-hl.shop.svc.cluster.local",
+            "orders-db-read",
+            "orders-db-read.shop.svc",
+            "orders-db-read.shop.svc.cluster.local"
+        ])
+    );
+    assert_eq!(
+        on_secrets(&calls),
+        [
+            ("GET", "/api/v1/namespaces/shop/secrets/orders-db-credentials"),
+            ("POST", "/api/v1/namespaces/shop/secrets"),
+        ],
+        "only the credentials: cert-manager makes the TLS Secret"
+    );
 }
 
 #[tokio::test]

@@ -59,7 +59,7 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
             "annotation mysql-webhook.io/storge is not known; known annotations: mysql-webhook.io/replicated, \
              mysql-webhook.io/storage, mysql-webhook.io/storage-class, mysql-webhook.io/flavor, \
              mysql-webhook.io/backup-image, mysql-webhook.io/root-password-secret, mysql-webhook.io/read-service, \
-             mysql-webhook.io/metrics",
+             mysql-webhook.io/metrics, mysql-webhook.io/tls-issuer",
         ),
         (
             "storage not a quantity",
@@ -126,6 +126,21 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
             "read service named like the headless one",
             with_annotation(base(), "mysql-webhook.io/read-service", "db"),
             r#"annotation mysql-webhook.io/read-service: "db" is the headless Service's name; the read Service needs a name of its own"#,
+        ),
+        (
+            "tls issuer of an unknown kind",
+            with_annotation(base(), "mysql-webhook.io/tls-issuer", "Vault/corp"),
+            r#"annotation mysql-webhook.io/tls-issuer: "Vault/corp" is not an issuer; use <name> or Issuer/<name> (an Issuer in the namespace) or ClusterIssuer/<name>, where <name> is a Kubernetes name"#,
+        ),
+        (
+            "tls issuer with capitals",
+            with_annotation(base(), "mysql-webhook.io/tls-issuer", "ClusterIssuer/Corp_CA"),
+            r#"annotation mysql-webhook.io/tls-issuer: "ClusterIssuer/Corp_CA" is not an issuer; use <name> or Issuer/<name> (an Issuer in the namespace) or ClusterIssuer/<name>, where <name> is a Kubernetes name"#,
+        ),
+        (
+            "mysql 5.7 without a backup image",
+            annotated("db", "mysql:5.7"),
+            "flavor mysql-5.7 needs annotation mysql-webhook.io/backup-image: clones travel over mutual TLS with socat, and no public XtraBackup 2.4 image carries socat (the tutorial's ncat can't verify client certificates); build one FROM percona/percona-xtrabackup:2.4 with bash, socat and the mysql client",
         ),
         (
             "metrics not a boolean",
@@ -200,7 +215,7 @@ fn names_come_from_the_statefulset_and_its_service_never_from_the_tutorial() {
     let output = common::mutate_cli(&serde_json::to_string(&object).unwrap(), &["--with-secret"]);
     assert!(!output.contains("mysql-0.mysql"), "the tutorial's hard-coded peer name leaked");
     let documents = common::documents(&output);
-    assert_eq!(documents.len(), 6, "StatefulSet, ConfigMap, two Services, PDB, Secret");
+    assert_eq!(documents.len(), 7, "StatefulSet, ConfigMap, two Services, PDB, two Secrets");
     for document in &documents {
         assert_eq!(document["metadata"]["namespace"], "shop", "{} is not in shop", document["kind"]);
     }
@@ -217,6 +232,7 @@ fn names_come_from_the_statefulset_and_its_service_never_from_the_tutorial() {
             ("Service", "orders-db-read"),
             ("PodDisruptionBudget", "orders-db"),
             ("Secret", "orders-db-credentials"),
+            ("Secret", "orders-db-tls"),
         ]
     );
     let sts = &documents[0];
@@ -459,8 +475,10 @@ fn apiserver_defaults(sts: &mut Value) {
         pod[key] = value;
     }
     for volume in pod["volumes"].as_array_mut().into_iter().flatten() {
-        if volume.get("configMap").is_some() {
-            volume["configMap"]["defaultMode"] = json!(420);
+        for source in ["configMap", "secret"] {
+            if volume.get(source).is_some() {
+                volume[source]["defaultMode"] = json!(420);
+            }
         }
     }
     for list in ["initContainers", "containers"] {
@@ -500,6 +518,7 @@ fn apiserver_defaults(sts: &mut Value) {
 fn an_expanded_object_after_api_server_defaulting_yields_no_patch() {
     for image in ["mysql:8.4", "mysql:5.7", "mariadb:11.4"] {
         let object = with_annotation(annotated("db", image), "mysql-webhook.io/metrics", "true");
+        let object = with_annotation(object, "mysql-webhook.io/backup-image", "xtrabackup:custom");
         let mut stored = expand(&object);
         apiserver_defaults(&mut stored);
         for operation in [Operation::Create, Operation::Update { old: &stored }] {

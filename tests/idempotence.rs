@@ -77,8 +77,9 @@ fn annotations() -> impl Strategy<Value = Vec<(&'static str, &'static str)>> {
             ("mysql-webhook.io/read-service", "readers"),
             ("mysql-webhook.io/metrics", "true"),
             ("mysql-webhook.io/backup-image", "example.com/backup:1"),
+            ("mysql-webhook.io/tls-issuer", "ClusterIssuer/corp-ca"),
         ],
-        0..=6,
+        0..=7,
     )
 }
 
@@ -100,7 +101,7 @@ prop_compose! {
         first_ordinal in prop::option::of(0..4i32),
     ) -> Value {
         let reserved = ["mysql", "init-mysql", "clone-mysql", "xtrabackup", "mariadb-backup", "mysqld-exporter",
-            "data", "conf", "config-map"];
+            "data", "conf", "config-map", "tls"];
         let unique = |names: Vec<String>| {
             let mut seen = std::collections::BTreeSet::new();
             names.into_iter().filter(|n| !reserved.contains(&n.as_str()) && seen.insert(n.clone())).collect::<Vec<_>>()
@@ -143,6 +144,11 @@ prop_compose! {
         }
         for (key, value) in annotations {
             sts["metadata"]["annotations"][key] = json!(value);
+        }
+        // MySQL 5.7 has no default backup image (refused without one).
+        let is_57 = sts["spec"]["template"]["spec"]["containers"][0]["image"].as_str().is_some_and(|i| i.contains(":5.7"));
+        if is_57 {
+            sts["metadata"]["annotations"]["mysql-webhook.io/backup-image"] = json!("example.com/backup:1");
         }
         sts
     }

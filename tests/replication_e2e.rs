@@ -11,6 +11,8 @@
 mod e2e;
 
 use e2e::{Cluster, GRACE, Manifests};
+use mysql_webhook::member_tls::{self as certs, Renewal};
+use mysql_webhook_core::companions::{TlsIdentity, member_dns_names, tls_secret};
 
 /// The README's MariaDB example (`mysql`, three members, `mariadb:11.4`), expanded and started.
 fn example_cluster() -> Cluster {
@@ -162,7 +164,7 @@ fn replication_runs_as_the_replication_user_with_the_generated_password() {
         assert_eq!(status["Master_Host"], "mysql-0.mysql", "member {ordinal}");
     }
     cluster
-        .sql_as(0, "replication", &replication_password, "SELECT 1")
+        .sql_as_over(true, 0, "replication", &replication_password, "SELECT 1")
         .expect("the replication account has the Secret's password");
     // root: the Secret's password on every member (the replicas got it through the clone), and
     // never an empty one.
@@ -213,5 +215,114 @@ fn replicas_whose_server_is_killed_restart_and_catch_up() {
             (status["Slave_IO_Running"].as_str(), status["Slave_SQL_Running"].as_str()),
             ("Yes", "Yes")
         );
+    }
+}
+
+#[test]
+fn replication_is_encrypted_and_verified_and_the_account_refused_without_tls() {
+    let cluster = example_cluster();
+    for ordinal in 1..3 {
+        let status = cluster.replica_status(ordinal);
+        assert_eq!(
+            (status["Master_SSL_Allowed"].as_str(), status["Master_SSL_Verify_Server_Cert"].as_str()),
+            ("Yes", "Yes"),
+            "member {ordinal}"
+        );
+        assert_eq!(status["Master_SSL_CA_File"], "/etc/mysql-webhook/tls/ca.crt", "member {ordinal}");
+        assert_eq!(status["Slave_IO_Running"], "Yes", "member {ordinal}: {}", status["Last_IO_Error"]);
+    }
+    // The primary sees the replicas' connections encrypted.
+    let ssl_sessions = cluster.sql(0, "SHOW GLOBAL STATUS LIKE 'Ssl_accepts'");
+    let accepts: u32 = ssl_sessions.split('\t').nth(1).unwrap().parse().unwrap();
+    assert!(accepts >= 2, "{ssl_sessions}");
+    let password = cluster.manifests.secret_value("replication-password");
+    let plain = cluster.sql_as_over(false, 0, "replication", &password, "SELECT 1");
+    let error = plain.expect_err("the replication account requires TLS");
+    assert!(error.contains("Access denied"), "{error}");
+    cluster.sql_as_over(true, 0, "replication", &password, "SELECT 1").expect("over TLS it logs in");
+    assert_eq!(cluster.sql(0, "SELECT ssl_type FROM mysql.user WHERE User = 'replication'"), "ANY");
+}
+
+/// The plan of the example, for the names its certificate carries.
+fn example_plan() -> mysql_webhook_core::Plan {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/examples/mariadb.yaml"))
+        .unwrap();
+    let sts = serde_yaml_ng::from_str(&text).unwrap();
+    mysql_webhook_core::plan(&sts, None).unwrap().expect("the example is annotated")
+}
+
+#[test]
+fn a_client_without_a_member_certificate_gets_no_backup_byte() {
+    let mut cluster = Cluster::start(example(), 2);
+    cluster.sql(0, TABLE);
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'secret')");
+    // Another CA's certificate for the very same names: what an outsider could make.
+    let plan = example_plan();
+    let outsider = certs::member_identity("mysql", member_dns_names(&plan)).unwrap();
+    let outsider = cluster.write_secret_files(&tls_secret(&plan, &outsider), "outsider-tls");
+    let member = cluster.write_secret_files(&cluster.manifests.tls.clone(), "stolen-tls");
+    let with = |dir: &std::path::Path| format!(",verify=0,cert={0}/tls.crt,key={0}/tls.key", dir.display());
+    for ordinal in 0..2 {
+        assert_eq!(cluster.read_clone_port(ordinal, "TCP", "", 5), 0, "plain text, member {ordinal}");
+        assert_eq!(
+            cluster.read_clone_port(ordinal, "OPENSSL", ",verify=0", 10),
+            0,
+            "no certificate, member {ordinal}"
+        );
+        assert_eq!(
+            cluster.read_clone_port(ordinal, "OPENSSL", &with(&outsider), 10),
+            0,
+            "another CA, member {ordinal}"
+        );
+    }
+    // The same client with a member's certificate gets the backup: the certificate is the only
+    // thing that kept it out above.
+    let received = cluster.read_clone_port(1, "OPENSSL", &with(&member), 60);
+    assert!(received > 1_000_000, "a member's certificate gets a backup, got {received} bytes");
+    // The listeners survived the refused clients: a new member still clones, from member 1.
+    cluster.scale(3);
+    let clone = cluster.log(2, "clone-mysql");
+    assert!(clone.contains("(attempt 1)") && !clone.contains("(attempt 2)"), "{clone}");
+    cluster.wait_for(2, "SELECT item FROM shop.orders WHERE id = 1", "secret");
+}
+
+#[test]
+fn the_cluster_keeps_working_through_a_ca_rollover_and_a_certificate_renewal() {
+    let mut cluster = Cluster::start(example(), 1);
+    cluster.sql(0, TABLE);
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'before')");
+    let plan = example_plan();
+    let reloaded = "the TLS Secret changed: restarting the listener with it";
+    // Renews as the controller would, and waits until every running member's listener took it.
+    let renew = |cluster: &mut Cluster, renewal, members: u32| {
+        let before: Vec<usize> =
+            (0..members).map(|ordinal| cluster.log(ordinal, SIDECAR).matches(reloaded).count()).collect();
+        let identity = TlsIdentity::from_secret(&cluster.manifests.tls).unwrap();
+        let renewed = certs::renew(&identity, renewal, "mysql", member_dns_names(&plan)).unwrap();
+        cluster.renew_tls(tls_secret(&plan, &renewed));
+        for (ordinal, count) in (0..members).zip(before) {
+            cluster.wait_for_log(ordinal, SIDECAR, reloaded, count + 1);
+        }
+    };
+    // First half of a rollover: member 0 trusts the new CA; member 1 clones with the old
+    // certificate.
+    renew(&mut cluster, Renewal::Authority, 1);
+    cluster.scale(2);
+    // Second half: both present a certificate of the new CA and still trust the old one.
+    renew(&mut cluster, Renewal::Promotion, 2);
+    let bundle = &cluster.manifests.tls.data.as_ref().unwrap()["ca.crt"].0;
+    assert_eq!(String::from_utf8_lossy(bundle).matches("BEGIN CERTIFICATE").count(), 2);
+    cluster.scale(3);
+    // Then a plain renewal from the new CA; a member restarted after it clones nothing and
+    // catches up.
+    renew(&mut cluster, Renewal::Certificate, 3);
+    cluster.delete_pod(2);
+    cluster.start_pod(2);
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (2, 'after')");
+    for ordinal in 1..3 {
+        cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 1", "before");
+        cluster.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 2", "after");
+        let clone = cluster.log(ordinal, "clone-mysql");
+        assert!(!clone.contains("(attempt 2)"), "member {ordinal} had to retry its clone:\n{clone}");
     }
 }

@@ -54,6 +54,21 @@ pub fn certs(args: &CertsArgs) -> ExitCode {
     }
 }
 
+/// `--with-secret`: the credentials, and the TLS identity unless a cert-manager issuer makes it.
+fn generate_secrets(
+    plan: &mysql_webhook_core::Plan,
+) -> Result<Vec<k8s_openapi::api::core::v1::Secret>, String> {
+    use mysql_webhook_core::companions;
+    let mut secrets = vec![companions::credentials_secret(plan, &crate::new_credentials())];
+    if plan.tls_issuer.is_none() {
+        let identity =
+            crate::member_tls::member_identity(&plan.service_name, companions::member_dns_names(plan))
+                .map_err(|e| e.to_string())?;
+        secrets.push(companions::tls_secret(plan, &identity));
+    }
+    Ok(secrets)
+}
+
 pub fn mutate(file: &Path, with_secret: bool) -> ExitCode {
     let text = match read_input(file) {
         Ok(text) => text,
@@ -62,11 +77,10 @@ pub fn mutate(file: &Path, with_secret: bool) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let mut generate = crate::new_credentials;
-    let credentials: Option<&mut dyn FnMut() -> mysql_webhook_core::companions::Credentials> =
-        with_secret.then_some(&mut generate as _);
+    let mut generate = generate_secrets;
+    let secrets: Option<manifests::SecretMaker<'_>> = with_secret.then_some(&mut generate as _);
     let output = manifests::read_documents(&text)
-        .and_then(|documents| manifests::expand_documents(documents, credentials));
+        .and_then(|documents| manifests::expand_documents(documents, secrets));
     match output {
         Ok(output) => {
             for note in &output.notes {

@@ -14,9 +14,12 @@ pub const ANNOTATION_BACKUP_IMAGE: &str = "mysql-webhook.io/backup-image";
 pub const ANNOTATION_ROOT_PASSWORD_SECRET: &str = "mysql-webhook.io/root-password-secret";
 pub const ANNOTATION_READ_SERVICE: &str = "mysql-webhook.io/read-service";
 pub const ANNOTATION_METRICS: &str = "mysql-webhook.io/metrics";
+/// A cert-manager Issuer (`<name>`, `Issuer/<name>`) or ClusterIssuer (`ClusterIssuer/<name>`)
+/// whose Certificate provides the TLS identity instead of the controller.
+pub const ANNOTATION_TLS_ISSUER: &str = "mysql-webhook.io/tls-issuer";
 
 /// Every annotation under [`PREFIX`] that users may set; anything else under the prefix is a typo.
-pub const KNOWN_ANNOTATIONS: [&str; 8] = [
+pub const KNOWN_ANNOTATIONS: [&str; 9] = [
     ANNOTATION_REPLICATED,
     ANNOTATION_STORAGE,
     ANNOTATION_STORAGE_CLASS,
@@ -25,6 +28,7 @@ pub const KNOWN_ANNOTATIONS: [&str; 8] = [
     ANNOTATION_ROOT_PASSWORD_SECRET,
     ANNOTATION_READ_SERVICE,
     ANNOTATION_METRICS,
+    ANNOTATION_TLS_ISSUER,
 ];
 
 /// Label the webhook puts on every expanded StatefulSet: the controller watches by label because
@@ -49,8 +53,22 @@ pub const ADMISSION_REVIEW_KIND: &str = "AdmissionReview";
 pub const TLS_CA_FILE: &str = "ca.crt";
 pub const TLS_CERT_FILE: &str = "tls.crt";
 pub const TLS_KEY_FILE: &str = "tls.key";
-/// The CA's key, written by `certs` beside `ca.crt` for renewals; never part of the served Secret.
+/// The CA's key: written by `certs` beside `ca.crt` for renewals (never part of the served
+/// Secret), and in a members' TLS Secret the controller made (it signs the renewals; never
+/// mounted in a pod: the volume projects the three keys above only).
 pub const TLS_CA_KEY_FILE: &str = "ca.key";
+
+/// The TLS identity of a StatefulSet's members: Secret `<name>` + this suffix, with the keys
+/// [`TLS_CA_FILE`] (the CA bundle), [`TLS_CERT_FILE`] and [`TLS_KEY_FILE`] (cert-manager's
+/// layout, so a cert-manager Certificate can provide the same Secret), mounted read-only at
+/// [`TLS_DIR`] in the members' containers.
+pub const TLS_SECRET_SUFFIX: &str = "-tls";
+/// During a CA rollover, the next CA's private key: in the bundle already, not signing yet.
+pub const TLS_CA_NEXT_KEY_FILE: &str = "ca-next.key";
+pub const VOLUME_TLS: &str = "tls";
+pub const TLS_DIR: &str = "/etc/mysql-webhook/tls";
+/// cert-manager's Certificate, when annotation [`ANNOTATION_TLS_ISSUER`] names an issuer.
+pub const CERT_MANAGER_API_VERSION: &str = "cert-manager.io/v1";
 
 /// Prefix of every metric the webhook exports.
 pub const METRICS_PREFIX: &str = "mysql_webhook";

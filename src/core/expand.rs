@@ -12,9 +12,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
     Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    ExecAction, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, Probe,
-    ResourceRequirements, SecretKeySelector, SecurityContext, Volume, VolumeMount,
-    VolumeResourceRequirements, WeightedPodAffinityTerm,
+    ExecAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
+    PodAntiAffinity, Probe, ResourceRequirements, SecretKeySelector, SecretVolumeSource, SecurityContext,
+    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -75,6 +75,8 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
         },
         |v| &v.name,
     );
+
+    upsert_by_name(volumes, tls_volume(plan), |v| &v.name);
 
     let affinity = pod.affinity.get_or_insert_with(Affinity::default);
     affinity.pod_anti_affinity.get_or_insert_with(|| default_anti_affinity(plan));
@@ -163,6 +165,27 @@ fn data_mount() -> VolumeMount {
     VolumeMount { sub_path: Some(DATA_SUB_PATH.into()), ..mount(VOLUME_DATA, DATA_DIR) }
 }
 
+/// The members' TLS identity (Secret `<name>-tls`), for every container that serves or fetches
+/// clones and backups. Only the CA bundle, certificate and key are projected: the CA's private
+/// key, in the Secrets the controller makes, never reaches a pod.
+pub fn tls_volume(plan: &Plan) -> Volume {
+    let item = |key: &str| KeyToPath { key: key.into(), path: key.into(), mode: None };
+    Volume {
+        name: VOLUME_TLS.into(),
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(plan.tls_secret.clone()),
+            items: Some(vec![item(TLS_CA_FILE), item(TLS_CERT_FILE), item(TLS_KEY_FILE)]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Where [`tls_volume`] is mounted, read-only.
+pub fn tls_mount() -> VolumeMount {
+    VolumeMount { read_only: Some(true), ..mount(VOLUME_TLS, TLS_DIR) }
+}
+
 fn secret_env(name: &str, plan: &Plan, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
@@ -223,7 +246,7 @@ fn clone_container(plan: &Plan, names: Names<'_>) -> Container {
         name: CONTAINER_CLONE.into(),
         image: Some(plan.backup_image.clone()),
         command: bash(scripts::clone(plan.flavor, names)),
-        volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR)]),
+        volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount()]),
         security_context: run_as(plan.flavor.clone_run_as()),
         ..Default::default()
     }
@@ -251,7 +274,7 @@ fn sidecar_container(plan: &Plan, names: Names<'_>) -> Container {
             ..Default::default()
         }),
         resources: Some(requests("100m", "100Mi")),
-        volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR)]),
+        volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount()]),
         security_context: run_as(plan.flavor.sidecar_run_as()),
         ..Default::default()
     }
@@ -290,7 +313,7 @@ fn complete_mysql_container(container: &mut Container, plan: &Plan) {
     }
 
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
-    for wanted in [data_mount(), mount(VOLUME_CONF, CONF_DIR)] {
+    for wanted in [data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount()] {
         if !mounts.iter().any(|m| m.mount_path == wanted.mount_path) {
             mounts.push(wanted);
         }

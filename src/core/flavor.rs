@@ -1,7 +1,7 @@
 //! The database flavors the expansion supports and everything that differs between them: images,
 //! backup and stream tools, the file names a backup leaves, the replication SQL dialect, the
-//! read-only setting, the client binaries and the transport that carries clones. The facts and
-//! their sources are in README.md ("Flavors"); the scripts that use them live in `scripts`.
+//! read-only setting and the client binaries. The facts and their sources are in README.md
+//! ("Flavors"); the scripts that use them live in `scripts`.
 
 use std::fmt;
 
@@ -27,15 +27,6 @@ pub enum Dialect {
     Mariadb,
 }
 
-/// The program that carries a backup stream from member N-1 to member N on port 3307.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    /// In the tutorial's `gcr.io/google-samples/xtrabackup:1.0` image.
-    Ncat,
-    /// In the Percona XtraBackup 8.x and MariaDB images, which have no ncat.
-    Socat,
-}
-
 impl Flavor {
     pub const ALL: [Flavor; 4] = [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57, Flavor::Mariadb];
 
@@ -55,13 +46,16 @@ impl Flavor {
 
     /// Image of the clone init container and the backup sidecar when the `backup-image`
     /// annotation doesn't name one. MariaDB's server image carries mariadb-backup itself, so the
-    /// mysql container's image is used there.
-    pub fn default_backup_image(self, mysql_image: &str) -> String {
+    /// mysql container's image is used there. The clone port speaks mutual TLS with socat, which
+    /// the Percona XtraBackup 8.x images install; 5.7 has no default: the tutorial's image has
+    /// ncat only, whose listen mode can't verify client certificates, and Percona's 2.4 image
+    /// has neither socat nor the client.
+    pub fn default_backup_image(self, mysql_image: &str) -> Option<String> {
         match self {
-            Flavor::Mysql84 => "percona/percona-xtrabackup:8.4".into(),
-            Flavor::Mysql80 => "percona/percona-xtrabackup:8.0".into(),
-            Flavor::Mysql57 => "gcr.io/google-samples/xtrabackup:1.0".into(),
-            Flavor::Mariadb => mysql_image.into(),
+            Flavor::Mysql84 => Some("percona/percona-xtrabackup:8.4".into()),
+            Flavor::Mysql80 => Some("percona/percona-xtrabackup:8.0".into()),
+            Flavor::Mysql57 => None,
+            Flavor::Mariadb => Some(mysql_image.into()),
         }
     }
 
@@ -123,8 +117,14 @@ impl Flavor {
         }
     }
 
-    pub fn transport(self) -> Transport {
-        if self == Flavor::Mysql57 { Transport::Ncat } else { Transport::Socat }
+    /// The statement that makes a running server read its certificate, key and CA bundle again
+    /// (after a renewal); MySQL 5.7 has none and reads them at start only. See docs/mysql-sql.md.
+    pub fn reload_tls_statement(self) -> Option<&'static str> {
+        match self {
+            Flavor::Mysql84 | Flavor::Mysql80 => Some("ALTER INSTANCE RELOAD TLS"),
+            Flavor::Mysql57 => None,
+            Flavor::Mariadb => Some("FLUSH SSL"),
+        }
     }
 
     /// The environment variable the server image reads the root password from.

@@ -7,9 +7,15 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::companions::{Companions, Credentials, credentials_secret};
+use k8s_openapi::api::core::v1::Secret;
+
+use crate::companions::Companions;
 use crate::consts::ANNOTATION_REPLICATED;
 use crate::mutate::{MutateError, Operation, mutate};
+use crate::plan::Plan;
+
+/// Makes the Secrets `--with-secret` adds for a StatefulSet (the pure core has no randomness).
+pub type SecretMaker<'a> = &'a mut dyn FnMut(&Plan) -> Result<Vec<Secret>, String>;
 
 /// Bad input: names the document (1-based index, kind/name) and the problem.
 #[derive(Debug, thiserror::Error)]
@@ -44,12 +50,12 @@ pub fn read_documents(text: &str) -> Result<Vec<Value>, InputError> {
     Ok(documents.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-/// Expands every opted-in StatefulSet in `documents` (a `v1 List`'s items too). With
-/// `credentials`, a credentials Secret is generated for each one; an object already present in
+/// Expands every opted-in StatefulSet in `documents` (a `v1 List`'s items too). With `secrets`,
+/// the Secrets it makes (credentials, TLS identity) follow each one; an object already present in
 /// the input (the output of an earlier run) is kept, so running twice changes nothing.
 pub fn expand_documents(
     documents: Vec<Value>,
-    mut credentials: Option<&mut dyn FnMut() -> Credentials>,
+    mut secrets: Option<SecretMaker<'_>>,
 ) -> Result<Output, InputError> {
     let present: HashSet<Identity> = documents.iter().flat_map(objects).filter_map(identity).collect();
     let mut out = Vec::new();
@@ -62,14 +68,14 @@ pub fn expand_documents(
             let items = std::mem::take(&mut document["items"]).as_array().cloned().unwrap_or_default();
             let mut expanded = Vec::with_capacity(items.len());
             for mut item in items {
-                let generated = expand_object(&mut item, index, &mut credentials, &mut notes)?;
+                let generated = expand_object(&mut item, index, &mut secrets, &mut notes)?;
                 expanded.push(item);
                 expanded.extend(generated.into_iter().filter(is_new));
             }
             document["items"] = Value::Array(expanded);
             out.push(document);
         } else {
-            let generated = expand_object(&mut document, index, &mut credentials, &mut notes)?;
+            let generated = expand_object(&mut document, index, &mut secrets, &mut notes)?;
             out.push(document);
             out.extend(generated.into_iter().filter(is_new));
         }
@@ -81,7 +87,7 @@ pub fn expand_documents(
 fn expand_object(
     object: &mut Value,
     index: usize,
-    credentials: &mut Option<&mut dyn FnMut() -> Credentials>,
+    secrets: &mut Option<SecretMaker<'_>>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Value>, InputError> {
     let label = label(object);
@@ -120,12 +126,13 @@ fn expand_object(
         to_value(&companions.read_service),
         to_value(&companions.pod_disruption_budget),
     ];
-    match credentials {
-        Some(generate) => generated.push(to_value(&credentials_secret(plan, &generate()))),
+    generated.extend(companions.certificate);
+    match secrets {
+        Some(make) => generated.extend(make(plan).map_err(fail)?.iter().map(to_value)),
         None => notes.push(format!(
-            "document {index} ({label}): Secret {:?} not emitted: secrets don't belong in Git; \
-             the controller creates it in the cluster, or pass --with-secret",
-            plan.secret
+            "document {index} ({label}): Secrets {:?} and {:?} not emitted: secrets don't belong in Git; \
+             the controller creates them in the cluster, or pass --with-secret",
+            plan.secret, plan.tls_secret
         )),
     }
     Ok(generated)

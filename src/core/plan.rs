@@ -79,6 +79,14 @@ pub enum PlanError {
     )]
     NotExpandedAtCreation,
     #[error(
+        "annotation {ANNOTATION_TLS_ISSUER}: {value:?} is not an issuer; use <name> or Issuer/<name> (an Issuer in the namespace) or ClusterIssuer/<name>, where <name> is a Kubernetes name"
+    )]
+    BadTlsIssuer { value: String },
+    #[error(
+        "flavor mysql-5.7 needs annotation {ANNOTATION_BACKUP_IMAGE}: clones travel over mutual TLS with socat, and no public XtraBackup 2.4 image carries socat (the tutorial's ncat can't verify client certificates); build one FROM percona/percona-xtrabackup:2.4 with bash, socat and the mysql client"
+    )]
+    BackupImageRequired,
+    #[error(
         "{ANNOTATION_REPLICATED} was added to an existing StatefulSet without spec.serviceName; serviceName can't change after creation: delete it with --cascade=orphan and apply it again"
     )]
     NoServiceNameOnUpdate,
@@ -101,6 +109,10 @@ pub struct Plan {
     pub read_service: String,
     pub config_map: String,
     pub secret: String,
+    /// The members' TLS identity: Secret `<name>-tls`.
+    pub tls_secret: String,
+    /// The cert-manager issuer that provides it, instead of the controller.
+    pub tls_issuer: Option<IssuerRef>,
     pub flavor: Flavor,
     pub flavor_source: FlavorSource,
     /// Index of the mysql container in the pod template.
@@ -116,6 +128,14 @@ pub struct Plan {
     pub first_ordinal: i32,
     /// Defaults the plan filled in, said back to the user as warnings.
     pub defaults: Vec<String>,
+}
+
+/// A cert-manager issuer, from annotation `tls-issuer`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerRef {
+    /// `Issuer` (in the StatefulSet's namespace) or `ClusterIssuer`.
+    pub kind: &'static str,
+    pub name: String,
 }
 
 /// Is this StatefulSet opted in? `Ok(false)` for no annotation or `"false"`.
@@ -190,6 +210,8 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         Some(value) => check_subdomain(ANNOTATION_ROOT_PASSWORD_SECRET, "Secret name", value)?,
         None => check_subdomain("metadata.name", "Secret name", &format!("{name}-credentials"))?,
     };
+    let tls_secret = check_subdomain("metadata.name", "Secret name", &format!("{name}{TLS_SECRET_SUFFIX}"))?;
+    let tls_issuer = annotation(sts, ANNOTATION_TLS_ISSUER).map(parse_issuer).transpose()?;
     let metrics = match annotation(sts, ANNOTATION_METRICS) {
         Some(value) => parse_bool(ANNOTATION_METRICS, value)?,
         None => false,
@@ -216,7 +238,7 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
     let backup_image = match annotation(sts, ANNOTATION_BACKUP_IMAGE) {
         Some(value) if image::is_plausible(value) => value.to_owned(),
         Some(value) => return Err(PlanError::BadImage { value: value.into() }),
-        None => flavor.default_backup_image(&mysql_image),
+        None => flavor.default_backup_image(&mysql_image).ok_or(PlanError::BackupImageRequired)?,
     };
     check_password_env(&mysql.env, flavor, &secret)?;
 
@@ -239,6 +261,8 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         service_name,
         read_service,
         secret,
+        tls_secret,
+        tls_issuer,
         flavor,
         flavor_source,
         mysql_container,
@@ -295,6 +319,19 @@ fn check_password_env(env: &Option<Vec<EnvVar>>, flavor: Flavor, secret: &str) -
         }
     }
     Ok(())
+}
+
+/// `<name>`, `Issuer/<name>` or `ClusterIssuer/<name>`.
+fn parse_issuer(value: &str) -> Result<IssuerRef, PlanError> {
+    let (kind, name) = match value.split_once('/') {
+        None => ("Issuer", value),
+        Some(("Issuer", name)) => ("Issuer", name),
+        Some(("ClusterIssuer", name)) => ("ClusterIssuer", name),
+        Some(_) => return Err(PlanError::BadTlsIssuer { value: value.into() }),
+    };
+    check_subdomain(ANNOTATION_TLS_ISSUER, "issuer name", name)
+        .map(|name| IssuerRef { kind, name })
+        .map_err(|_| PlanError::BadTlsIssuer { value: value.into() })
 }
 
 /// A ConfigMap, Secret or StorageClass name.

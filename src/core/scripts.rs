@@ -16,6 +16,8 @@
 //!   empty password; passwords travel by environment and stdin, never on a command line;
 //! - on MariaDB, root from outside the pod is bound by `read_only` like every other account (the
 //!   tutorial's replicas accepted root's writes there, and diverged);
+//! - clones travel over mutual TLS (see [`tls_listen`]): only a member, holding a certificate
+//!   of the StatefulSet's CA, gets a backup, and the stream is encrypted;
 //! - replicas survive their own crash: MariaDB replicates by GTID, MySQL recovers its relay log
 //!   (and 5.7 keeps its positions in tables), where the tutorial's applied transactions twice.
 //!
@@ -24,9 +26,9 @@
 
 use crate::consts::{
     CONFIG_PRIMARY, CONFIG_REPLICA, DATA_DIR, INIT_CONF_DIR, INIT_CONFIG_MAP_DIR, MYSQL_UID, PORT_CLONE,
-    REPLICATION_USER, SERVER_ID_OFFSET,
+    REPLICATION_USER, SERVER_ID_OFFSET, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
 };
-use crate::flavor::{Dialect, Flavor, Transport};
+use crate::flavor::{Dialect, Flavor};
 
 /// Environment variables the sidecar reads (set from the credentials Secret).
 pub const ENV_ROOT_PASSWORD: &str = "MYSQL_PWD";
@@ -52,6 +54,84 @@ fi
 ordinal=${BASH_REMATCH[1]}
 "#;
 
+/// socat options of both ends of the clone/backup port: the member's certificate and key, and
+/// the CA bundle both ends verify the other against (`verify=1`; the bundle holds the old CA
+/// too during a rollover).
+fn tls_options() -> String {
+    format!(
+        "cert={TLS_DIR}/{TLS_CERT_FILE},key={TLS_DIR}/{TLS_KEY_FILE},cafile={TLS_DIR}/{TLS_CA_FILE},verify=1"
+    )
+}
+
+/// The clone/backup port's listener, in the background: for each client that presents a
+/// certificate signed by the StatefulSet's CA, one at a time, runs `command` and sends its
+/// output. A client without one fails the handshake before `command` runs, so it gets no byte;
+/// there is no plain-text fallback. `port` and `command` are shell words (in double quotes);
+/// `command` is the argument of socat's `EXEC:` (no `,` `:` `!` or quotes in it). Every program
+/// that serves the port (clones, backups) uses this, so both ends always agree.
+pub fn tls_listen(port: &str, command: &str) -> String {
+    format!(
+        r#"socat -U "OPENSSL-LISTEN:{port},reuseaddr,fork,max-children=1,{}" "EXEC:{command}" &"#,
+        tls_options()
+    )
+}
+
+/// Serves `command` with [`tls_listen`] until the listener exits (the script's last command, so
+/// its status is the container's), and restarts the listener whenever the TLS Secret's files
+/// change: socat reads them when it starts, and a renewal (a new certificate, a new CA in the
+/// bundle) must reach the port without a pod restart; `on_change` (a shell command, or empty)
+/// runs then too. Handles SIGTERM (the script is PID 1). Bash builtins only (`-nt`, `: >`),
+/// besides socat and sleep.
+pub fn serve_reloading_tls(port: &str, command: &str, on_change: &str) -> String {
+    let on_change = if on_change.is_empty() { String::new() } else { format!("\n    {on_change} || true") };
+    let listen = tls_listen(port, command);
+    format!(
+        r#": > /tmp/tls.loaded
+{listen}
+listener=$!
+trap 'kill "$listener" 2>/dev/null; exit 0' TERM INT
+while kill -0 "$listener" 2>/dev/null; do
+  sleep 10 &
+  wait $! || true
+  if [[ {TLS_DIR}/{TLS_CERT_FILE} -nt /tmp/tls.loaded || {TLS_DIR}/{TLS_CA_FILE} -nt /tmp/tls.loaded ]]; then
+    echo "the TLS Secret changed: restarting the listener with it"
+    kill "$listener" 2>/dev/null || true
+    wait "$listener" || true
+    : > /tmp/tls.loaded
+    {listen}
+    listener=$!{on_change}
+  fi
+done
+wait "$listener"
+"#
+    )
+}
+
+/// The replication channel's TLS options (`MASTER` or `SOURCE` prefix): encrypted, the member's
+/// certificate presented, and the primary's verified against the CA and its name (`$primary`).
+/// See docs/mysql-sql.md for each version's statement.
+fn replication_tls(prefix: &str) -> String {
+    format!(
+        "{prefix}_SSL=1, {prefix}_SSL_CA='{TLS_DIR}/{TLS_CA_FILE}', {prefix}_SSL_CERT='{TLS_DIR}/{TLS_CERT_FILE}', \
+         {prefix}_SSL_KEY='{TLS_DIR}/{TLS_KEY_FILE}', {prefix}_SSL_VERIFY_SERVER_CERT=1"
+    )
+}
+
+/// mysqld serves the members' certificate to every client (replicas verify it) and asks
+/// clients for theirs against the CA bundle.
+fn server_tls() -> String {
+    format!(
+        "ssl-ca={TLS_DIR}/{TLS_CA_FILE}\nssl-cert={TLS_DIR}/{TLS_CERT_FILE}\nssl-key={TLS_DIR}/{TLS_KEY_FILE}\n"
+    )
+}
+
+/// A client of the clone/backup port: connects to `host`:`port` (shell words, in double quotes),
+/// verifies that the server's certificate was signed by the CA and names `host`, presents this
+/// member's certificate and writes what it receives to stdout.
+pub fn tls_receive(host: &str, port: &str) -> String {
+    format!(r#"socat -u "OPENSSL:{host}:{port},{}" STDOUT"#, tls_options())
+}
+
 /// `init-mysql`: server-id and the primary's or a replica's config, into the conf.d volume.
 pub fn init(names: Names<'_>) -> String {
     format!(
@@ -69,10 +149,7 @@ pub fn init(names: Names<'_>) -> String {
 /// previous member, prepare it, turn its coordinates into the pending statement, and move it
 /// into place.
 pub fn clone(flavor: Flavor, names: Names<'_>) -> String {
-    let receive = match flavor.transport() {
-        Transport::Ncat => r#"ncat --recv-only "$peer" "$port""#,
-        Transport::Socat => r#"socat -u "TCP:$peer:$port" STDOUT"#,
-    };
+    let receive = tls_receive("$peer", "$port");
     let coordinates = coordinates(flavor);
     format!(
         r#"set -euo pipefail
@@ -205,17 +282,24 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
         Dialect::SourceReplica => (
             format!(
                 "SOURCE_HOST='$primary', SOURCE_USER='{user}', SOURCE_PASSWORD='$password', \
-                 SOURCE_CONNECT_RETRY=10, SOURCE_SSL=1, GET_SOURCE_PUBLIC_KEY=1"
+                 SOURCE_CONNECT_RETRY=10, GET_SOURCE_PUBLIC_KEY=1, {}",
+                replication_tls("SOURCE")
             ),
             "START REPLICA",
         ),
         Dialect::MasterSlave | Dialect::Mariadb => (
             format!(
                 "MASTER_HOST='$primary', MASTER_USER='{user}', MASTER_PASSWORD='$password', \
-                 MASTER_CONNECT_RETRY=10"
+                 MASTER_CONNECT_RETRY=10, {}",
+                replication_tls("MASTER")
             ),
             "START SLAVE",
         ),
+    };
+    let reload_server_tls = match flavor.reload_tls_statement() {
+        Some(statement) => format!("{client} -h 127.0.0.1 -u root -e '{statement}'"),
+        // 5.7 reads its certificate at start only: a renewal takes effect at its next restart.
+        None => String::new(),
     };
     // PXB 8 keeps temporary files in --target-dir even when streaming; keep them off the datadir.
     let backup = match flavor {
@@ -227,15 +311,8 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
         }
     };
     let local_root = if flavor.is_mariadb() { mariadb_local_root() } else { String::new() };
-    let serve = match flavor.transport() {
-        Transport::Ncat => {
-            format!(r#"ncat --listen --keep-open --send-only --max-conns=1 "$port" -c "{backup}" &"#)
-        }
-        Transport::Socat => format!(
-            r#"mkdir -p /tmp/backup
-socat "TCP-LISTEN:$port,reuseaddr,fork,max-children=1" "EXEC:{backup}" &"#
-        ),
-    };
+    let serve =
+        format!("mkdir -p /tmp/backup\n{}", serve_reloading_tls("$port", &backup, &reload_server_tls));
     format!(
         r#"set -euo pipefail
 statefulset='{sts}'
@@ -257,8 +334,8 @@ if (( ordinal == first )); then
   # Re-applied on every start, so the account always matches the Secret; kept out of the binlog.
   {client} -h 127.0.0.1 -u root <<SQL
 SET SESSION sql_log_bin = 0;
-CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password';
-ALTER USER '{user}'@'%' IDENTIFIED BY '$password';
+CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password' REQUIRE SSL;
+ALTER USER '{user}'@'%' IDENTIFIED BY '$password' REQUIRE SSL;
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%';
 SQL
 {local_root}fi
@@ -272,11 +349,7 @@ SQL
   mv {PENDING_SQL} change_master_to.sql.orig
 fi
 echo "serving clones on port $port"
-{serve}
-listener=$!
-trap 'kill "$listener" 2>/dev/null; exit 0' TERM INT
-wait "$listener"
-"#,
+{serve}"#,
         sts = names.statefulset,
         svc = names.service,
         first = names.first_ordinal,
@@ -343,13 +416,17 @@ pub enum Probe {
 /// The primary's and replicas' server configuration (the companion ConfigMap).
 pub fn config(flavor: Flavor) -> [(&'static str, String); 2] {
     [
-        (CONFIG_PRIMARY, "# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n".into()),
+        (
+            CONFIG_PRIMARY,
+            format!("# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n{}", server_tls()),
+        ),
         (
             CONFIG_REPLICA,
             format!(
-                "# Applied on the other members (replicas).\n[mysqld]\n{}\n{}",
+                "# Applied on the other members (replicas).\n[mysqld]\n{}\n{}{}",
                 flavor.read_only_option(),
-                flavor.replica_crash_safety().iter().map(|line| format!("{line}\n")).collect::<String>()
+                flavor.replica_crash_safety().iter().map(|line| format!("{line}\n")).collect::<String>(),
+                server_tls()
             ),
         ),
     ]
@@ -387,11 +464,46 @@ mod tests {
         assert!(!mysql84.contains("MASTER_") && !mysql84.contains("START SLAVE"));
         let mysql57 = sidecar(Flavor::Mysql57, NAMES);
         assert!(mysql57.contains("START SLAVE") && mysql57.contains("MASTER_HOST="));
-        assert!(mysql57.contains("ncat --listen"));
         let mariadb = sidecar(Flavor::Mariadb, NAMES);
-        assert!(mariadb.contains("mariadb -h 127.0.0.1") && mariadb.contains("socat"));
+        assert!(mariadb.contains("mariadb -h 127.0.0.1"));
         assert!(clone(Flavor::Mariadb, NAMES).contains("MASTER_USE_GTID=slave_pos"));
         assert!(clone(Flavor::Mysql84, NAMES).contains("CHANGE REPLICATION SOURCE TO SOURCE_LOG_FILE="));
+    }
+
+    #[test]
+    fn clones_travel_over_mutual_tls_only() {
+        let tls = "cert=/etc/mysql-webhook/tls/tls.crt,key=/etc/mysql-webhook/tls/tls.key,\
+                   cafile=/etc/mysql-webhook/tls/ca.crt,verify=1";
+        for flavor in Flavor::ALL {
+            let (clone, sidecar) = (clone(flavor, NAMES), sidecar(flavor, NAMES));
+            assert!(
+                sidecar.contains(&format!("\"OPENSSL-LISTEN:$port,reuseaddr,fork,max-children=1,{tls}\""))
+            );
+            assert!(clone.contains(&format!("socat -u \"OPENSSL:$peer:$port,{tls}\" STDOUT")));
+            for plain in ["TCP-LISTEN", "TCP:", "ncat", "verify=0"] {
+                assert!(!clone.contains(plain) && !sidecar.contains(plain), "{flavor}: {plain}");
+            }
+        }
+    }
+
+    #[test]
+    fn replication_is_encrypted_verified_and_required() {
+        for flavor in Flavor::ALL {
+            let script = sidecar(flavor, NAMES);
+            let prefix = if flavor.dialect() == Dialect::SourceReplica { "SOURCE" } else { "MASTER" };
+            for option in ["_SSL=1", "_SSL_CA='/etc/mysql-webhook/tls/ca.crt'", "_SSL_VERIFY_SERVER_CERT=1"] {
+                assert!(script.contains(&format!("{prefix}{option}")), "{flavor}: {prefix}{option}");
+            }
+            assert_eq!(script.matches("IDENTIFIED BY '$password' REQUIRE SSL;").count(), 2, "{flavor}");
+            for (_, cnf) in config(flavor) {
+                assert!(cnf.contains("\nssl-cert=/etc/mysql-webhook/tls/tls.crt\n"), "{flavor}");
+            }
+        }
+        assert!(
+            sidecar(Flavor::Mariadb, NAMES).contains("mariadb -h 127.0.0.1 -u root -e 'FLUSH SSL' || true")
+        );
+        assert!(sidecar(Flavor::Mysql84, NAMES).contains("-e 'ALTER INSTANCE RELOAD TLS' || true"));
+        assert!(!sidecar(Flavor::Mysql57, NAMES).contains("RELOAD TLS"), "5.7 can't reload");
     }
 
     #[test]

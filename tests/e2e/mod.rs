@@ -56,8 +56,11 @@ fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Fails with what to do when the runner can't work here; never passes silently.
+/// Fails with what to do when the runner can't work here; never passes silently. Creates the one
+/// mount point the pods need that a host lacks: the TLS Secret's directory (empty; containers
+/// mount their own volume over it).
 fn require_environment() {
+    fs::create_dir_all(mysql_webhook_core::consts::TLS_DIR).expect("creating the TLS Secret's mount point");
     let uid = Command::new("id").arg("-u").output().expect("running id -u");
     assert_eq!(
         String::from_utf8_lossy(&uid.stdout).trim(),
@@ -98,7 +101,10 @@ fn require_environment() {
 pub struct Manifests {
     pub statefulset: StatefulSet,
     pub config_map: ConfigMap,
+    /// The credentials.
     pub secret: Secret,
+    /// The members' TLS identity (`<name>-tls`).
+    pub tls: Secret,
 }
 
 impl Manifests {
@@ -120,11 +126,25 @@ impl Manifests {
         let text = String::from_utf8(output.stdout).expect("mutate prints UTF-8");
         let documents =
             mysql_webhook_core::manifests::read_documents(&text).expect("mutate prints manifests");
+        let secret = |kind: &str| {
+            let found = documents.iter().find(|d| d["kind"] == "Secret" && d["type"] == kind);
+            let found = found.unwrap_or_else(|| panic!("mutate emitted no {kind} Secret")).clone();
+            serde_json::from_value(found).expect("the emitted Secret is one")
+        };
         Manifests {
             statefulset: find(&documents, "StatefulSet"),
             config_map: find(&documents, "ConfigMap"),
-            secret: find(&documents, "Secret"),
+            secret: secret("Opaque"),
+            tls: secret("kubernetes.io/tls"),
         }
+    }
+
+    /// The Secret named `name` among those emitted.
+    fn secret_named(&self, name: &str) -> &Secret {
+        [&self.secret, &self.tls]
+            .into_iter()
+            .find(|s| s.metadata.name.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no Secret {name} was emitted"))
     }
 
     pub fn secret_value(&self, key: &str) -> String {
@@ -144,6 +164,24 @@ impl Manifests {
     /// `spec.replicas`.
     pub fn replicas(&self) -> u32 {
         self.statefulset.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) as u32
+    }
+}
+
+/// The files of a Secret volume: every key, or the projected `items` (key → path) only.
+fn secret_files(
+    secret: &Secret,
+    items: Option<&[k8s_openapi::api::core::v1::KeyToPath]>,
+) -> Vec<(String, Vec<u8>)> {
+    let data = secret.data.clone().unwrap_or_default();
+    match items {
+        None => data.into_iter().map(|(key, value)| (key, value.0)).collect(),
+        Some(items) => items
+            .iter()
+            .map(|item| {
+                let value = data.get(&item.key).unwrap_or_else(|| panic!("Secret has no key {}", item.key));
+                (item.path.clone(), value.0.clone())
+            })
+            .collect(),
     }
 }
 
@@ -335,13 +373,8 @@ impl Cluster {
                 );
                 config_map.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect()
             } else if let Some(source) = &volume.secret {
-                let secret = &self.manifests.secret;
-                assert_eq!(
-                    source.secret_name, secret.metadata.name,
-                    "volume {}: unknown Secret",
-                    volume.name
-                );
-                secret.data.iter().flatten().map(|(k, v)| (k.clone(), v.0.clone())).collect()
+                let secret = self.manifests.secret_named(source.secret_name.as_deref().unwrap_or_default());
+                secret_files(secret, source.items.as_deref())
             } else if volume.empty_dir.is_some() {
                 sources.insert(volume.name.clone(), (path, false));
                 continue;
@@ -354,6 +387,26 @@ impl Cluster {
             sources.insert(volume.name.clone(), (path, true));
         }
         sources
+    }
+
+    /// Replaces the members' TLS identity, as a controller renewal does, and updates it in the
+    /// running pods' Secret volumes like the kubelet (each file replaced by a rename).
+    pub fn renew_tls(&mut self, tls: Secret) {
+        self.manifests.tls = tls;
+        let spec = self.manifests.statefulset.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let volumes = spec.and_then(|s| s.volumes.clone()).unwrap_or_default();
+        let name = self.manifests.tls.metadata.name.clone();
+        for volume in volumes.iter().filter(|v| v.secret.as_ref().is_some_and(|s| s.secret_name == name)) {
+            let items = volume.secret.as_ref().and_then(|s| s.items.as_deref());
+            for &ordinal in self.pods.keys() {
+                let dir = self.pod_dir(ordinal).join("volumes").join(&volume.name);
+                for (path, content) in secret_files(&self.manifests.tls, items) {
+                    let staged = dir.join(format!("..{path}.new"));
+                    fs::write(&staged, content).expect("writing a renewed Secret file");
+                    fs::rename(&staged, dir.join(&path)).expect("replacing a Secret file");
+                }
+            }
+        }
     }
 
     /// The container's environment: what the container runtime sets, then `env` with values and
@@ -455,6 +508,19 @@ impl Cluster {
         fs::read_to_string(self.log_file(ordinal, container)).unwrap_or_default()
     }
 
+    /// Waits until container `container` of member `ordinal` has logged `needle` `times` times.
+    pub fn wait_for_log(&self, ordinal: u32, container: &str, needle: &str, times: usize) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        while self.log(ordinal, container).matches(needle).count() < times {
+            assert!(
+                Instant::now() < deadline,
+                "{container} of member {ordinal} did not log {needle:?} {times} times\n{}",
+                self.log_tails(ordinal)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The head (how it began) and tail (how it is doing) of every log of a pod, for failures.
     fn log_tails(&self, ordinal: u32) -> String {
         let mut out = String::new();
@@ -545,6 +611,20 @@ impl Cluster {
         self.client(ordinal, user, password, &["--skip-column-names", "-e", sql])
     }
 
+    /// [`Cluster::sql_as`] over TLS (`--ssl`: encrypted, the server's certificate not verified:
+    /// the test connects by address) or explicitly without (`--skip-ssl`).
+    pub fn sql_as_over(
+        &self,
+        tls: bool,
+        ordinal: u32,
+        user: &str,
+        password: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        let mode = if tls { "--ssl" } else { "--skip-ssl" };
+        self.client(ordinal, user, password, &[mode, "--skip-column-names", "-e", sql])
+    }
+
     fn client(&self, ordinal: u32, user: &str, password: &str, args: &[&str]) -> Result<String, String> {
         let output = Command::new("timeout")
             .args(["30", "ip", "netns", "exec", &self.client_namespace()])
@@ -562,6 +642,30 @@ impl Cluster {
         } else {
             Err(format!("{} ({})", String::from_utf8_lossy(&output.stderr).trim_end(), output.status))
         }
+    }
+
+    /// Connects from the client's namespace (not a member) to member `ordinal`'s clone port with
+    /// socat, through the address `"{kind}:<member>:3307{options}"` (`TCP`, or `OPENSSL` with
+    /// options), for up to `seconds`; how many bytes it received.
+    pub fn read_clone_port(&self, ordinal: u32, kind: &str, options: &str, seconds: u32) -> usize {
+        let address = format!("{kind}:{}:3307{options}", Cluster::address(ordinal));
+        let output = Command::new("timeout")
+            .args([&seconds.to_string(), "ip", "netns", "exec", &self.client_namespace()])
+            .args(["socat", "-u", &address, "STDOUT"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("running socat");
+        output.stdout.len()
+    }
+
+    /// Writes a Secret's files into a directory of the run (for a client outside the pods).
+    pub fn write_secret_files(&self, secret: &Secret, name: &str) -> PathBuf {
+        let dir = self.dir.path().join(name);
+        fs::create_dir_all(&dir).expect("creating a directory for a Secret's files");
+        for (path, content) in secret_files(secret, None) {
+            fs::write(dir.join(path), content).expect("writing a Secret's file");
+        }
+        dir
     }
 
     /// SQL as root with the Secret's password; panics with the error.
