@@ -120,6 +120,7 @@ fn expand_object(
         to_value(&companions.read_service),
         to_value(&companions.pod_disruption_budget),
     ];
+    generated.extend(companions.backup_cron_job.as_ref().map(to_value));
     match credentials {
         Some(generate) => generated.push(to_value(&credentials_secret(plan, &generate()))),
         None => notes.push(format!(

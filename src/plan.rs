@@ -150,6 +150,8 @@ pub struct Plan {
     pub selector: BTreeMap<String, String>,
     /// `spec.ordinals.start`.
     pub first_ordinal: i32,
+    /// `spec.replicas` (1 when absent): the members a backup may be taken from.
+    pub replicas: i32,
     /// Backups, restore and binary log archiving (README "Backups and restore").
     pub backups: Backups,
     /// Defaults the plan filled in, said back to the user as warnings.
@@ -385,6 +387,7 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         metrics,
         selector,
         first_ordinal,
+        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
         backups,
         defaults,
     }))
