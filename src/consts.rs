@@ -129,10 +129,10 @@ pub const CONTAINER_FETCH_BACKUP: &str = "fetch-backup";
 pub const CONTAINER_BINLOG_ARCHIVER: &str = "binlog-archiver";
 /// Volumes and mount paths of the backup machinery.
 pub const VOLUME_SCRATCH: &str = "backup-scratch";
-pub const SCRATCH_DIR: &str = "/backup";
+pub const SCRATCH_DIR: &str = "/mnt/backup";
 pub const VOLUME_BACKUP_TARGET: &str = "backup-target";
 /// Where a `pvc://` target's claim is mounted.
-pub const BACKUP_TARGET_DIR: &str = "/backup-target";
+pub const BACKUP_TARGET_DIR: &str = "/mnt/backup-target";
 pub const VOLUME_BACKUP_SECRET: &str = "backup-secret";
 pub const BACKUP_SECRET_DIR: &str = "/etc/mysql-webhook/backup-secret";
 /// The per-StatefulSet TLS identity (`<name>-tls`: ca.crt, tls.crt, tls.key) of the clone

@@ -1,7 +1,7 @@
 //! The companion controller: for every StatefulSet labelled `mysql-webhook.io/managed=true`, it
 //! server-side applies the ConfigMap, the headless and read Services and the
-//! PodDisruptionBudget the expansion needs (pure builders in `companions`), each with a
-//! controller ownerReference so garbage collection deletes them with the StatefulSet, and
+//! PodDisruptionBudget the expansion needs, and the backup CronJob when one is scheduled (pure
+//! builders in `companions`), each with a controller ownerReference so garbage collection deletes them with the StatefulSet, and
 //! creates the credentials Secret when it is missing (never read, overwritten or logged). Secrets
 //! are not watched (that would need list on every Secret in the cluster): a deleted one comes
 //! back at the next periodic resync.
@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -132,7 +133,8 @@ pub async fn run(
     Controller::new(Api::<StatefulSet>::all(client.clone()), managed)
         .owns(Api::<ConfigMap>::all(client.clone()), companions.clone())
         .owns(Api::<Service>::all(client.clone()), companions.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions)
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions.clone())
+        .owns(Api::<CronJob>::all(client.clone()), companions)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -180,6 +182,9 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     apply(client, &namespace, &owner, companions.headless_service).await?;
     apply(client, &namespace, &owner, companions.read_service).await?;
     apply(client, &namespace, &owner, companions.pod_disruption_budget).await?;
+    if let Some(cron_job) = companions.backup_cron_job {
+        apply(client, &namespace, &owner, cron_job).await?;
+    }
 
     // Create-only, and an existing Secret is a 409: the controller needs no permission to read
     // Secrets, and an existing password is never read, overwritten or logged.

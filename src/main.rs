@@ -4,10 +4,12 @@ use std::io::{Read, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
-use mysql_webhook::cli::{CertsArgs, CheckArgs, CheckOutput, Cli, Command, ServeArgs};
+use mysql_webhook::cli::{
+    BackupsCommand, BackupsListArgs, CertsArgs, CheckArgs, CheckOutput, Cli, Command, ServeArgs,
+};
 use mysql_webhook::companions::Credentials;
 use mysql_webhook::policy::{Host, Policies, Source};
-use mysql_webhook::{certs, check, consts, manifests, server, telemetry};
+use mysql_webhook::{backups, certs, check, consts, manifests, server, telemetry};
 
 /// See Cargo.toml: glibc's allocator was a third of the webhook's CPU under load.
 #[global_allocator]
@@ -31,6 +33,7 @@ fn main() -> ExitCode {
         },
         Command::Certs(args) => run_certs(&args),
         Command::Check(args) => run_check(&args),
+        Command::Backups(BackupsCommand::List(args)) => run_backups_list(&args),
     }
 }
 
@@ -47,6 +50,28 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(server::run(config))?;
     Ok(())
+}
+
+fn run_backups_list(args: &BackupsListArgs) -> ExitCode {
+    match backups::list(&args.target, args.secret_file.as_deref()) {
+        Ok(list) => {
+            match args.output {
+                CheckOutput::Text => print!("{}", backups::text(&list)),
+                CheckOutput::Json => {
+                    println!("{}", serde_json::json!({"target": args.target, "backups": list}))
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error @ (backups::Error::Rclone { .. } | backups::Error::NoRclone(_))) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
 }
 
 fn run_certs(args: &CertsArgs) -> ExitCode {

@@ -369,6 +369,12 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
     }
     let first_ordinal = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0);
     let backups = plan_backups(sts)?;
+    if backups.restore.is_some() && annotation(sts, ANNOTATION_ROOT_PASSWORD_SECRET).is_none() {
+        defaults.push(format!(
+            "restore-from: the restored members keep the backup's accounts and passwords; Secret {secret:?} \
+             must hold the backed-up cluster's root and replication passwords (or set {ANNOTATION_ROOT_PASSWORD_SECRET})"
+        ));
+    }
 
     Ok(Some(Plan {
         namespace: sts.metadata.namespace.clone().or_else(|| namespace.map(str::to_owned)),
