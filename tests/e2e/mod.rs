@@ -388,6 +388,11 @@ impl Cluster {
         Ok(())
     }
 
+    /// The host directory of member `ordinal`'s datadir (its data claim's `mysql` subPath).
+    pub fn data_dir(&self, ordinal: u32) -> PathBuf {
+        self.pod_dir(ordinal).join("claims").join("data").join("mysql")
+    }
+
     /// Deletes pod `ordinal` as the kubelet does: SIGTERM to every container, the grace period,
     /// then SIGKILL. Returns how long it took. Its claims stay.
     pub fn delete_pod(&mut self, ordinal: u32) -> Duration {
