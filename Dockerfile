@@ -2,9 +2,10 @@
 #   docker build -t mysql-webhook:0.1.0 .
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
-# build.rs compiles the built-in policies for wasm32-wasip2 and embeds them in the binary.
-RUN rustup target add wasm32-wasip2
 COPY . .
+# build.rs compiles the built-in policies for wasm32-wasip2 and embeds them in the binary;
+# rust-toolchain.toml declares the toolchain and that target.
+RUN rustup toolchain install
 RUN cargo build --release --locked --bin mysql-webhook
 
 FROM gcr.io/distroless/cc-debian12:nonroot

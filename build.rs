@@ -1,24 +1,30 @@
-//! Builds the built-in policies (`policies/<name>`) for `wasm32-wasip2` and leaves them in
-//! `OUT_DIR/policies/<name>.wasm`, where `src/policy/builtin.rs` embeds them: the binary carries
-//! its policies, so every command works with no other file.
+//! Builds the built-in policies (`policies/<name>`, listed once in Cargo.toml under
+//! `[workspace.metadata.mysql-webhook] builtin-policies`) for `wasm32-wasip2`, and generates
+//! `OUT_DIR/builtins.rs`, which `src/policy/builtin.rs` includes: the list of names and the
+//! embedded components. The binary carries its policies, so every command works with no other
+//! file.
+//!
+//! The toolchain and its targets are declared in rust-toolchain.toml, not installed here: a build
+//! script has no business changing the machine. A missing target fails with what to run.
 //!
 //! The nested cargo gets a target directory of its own (`<target>/wasm-policies`): the outer
 //! build holds the lock on its profile directory, and sharing it would deadlock.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Keep in step with `policy::builtin::NAMES`.
-const BUILTINS: [&str; 5] = ["replica-quorum", "spread", "storage", "images", "resources"];
 const TARGET: &str = "wasm32-wasip2";
+const LIST_KEY: &str = "builtin-policies";
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env("OUT_DIR"));
-    for watched in ["policies/sdk", "policies/wit", "Cargo.lock"] {
+    for watched in ["policies/sdk", "policies/wit", "src/core", "Cargo.lock", "Cargo.toml"] {
         println!("cargo:rerun-if-changed={watched}");
     }
-    for name in BUILTINS {
+    let builtins = builtin_names(&manifest_dir.join("Cargo.toml"));
+    for name in &builtins {
         println!("cargo:rerun-if-changed=policies/{name}");
     }
     println!("cargo:rerun-if-env-changed=MYSQL_WEBHOOK_POLICY_TARGET_DIR");
@@ -35,7 +41,7 @@ fn main() {
         .arg(&target_dir)
         // Symbols and debug sections are a fifth of a component; the binary carries five.
         .args(["--config", "profile.release.strip=true"]);
-    for name in BUILTINS {
+    for name in &builtins {
         cargo.args(["-p", &format!("policy-{name}")]);
     }
     // The outer build's flags are for the host (and may name host-only options); the policies
@@ -55,16 +61,54 @@ fn main() {
 
     let dest = out_dir.join("policies");
     std::fs::create_dir_all(&dest).expect("OUT_DIR is writable");
-    for name in BUILTINS {
+    let mut generated =
+        String::from("/// Names as used in `module: builtin:<name>`; the order is the default set's.\n");
+    writeln!(generated, "pub const NAMES: [&str; {}] = {builtins:?};", builtins.len()).unwrap();
+    generated.push_str(
+        "\n/// The component of the built-in policy `name`, if there is one.\n\
+         pub fn component(name: &str) -> Option<&'static [u8]> {\n    Some(match name {\n",
+    );
+    for name in &builtins {
         let artifact = format!("policy_{}.wasm", name.replace('-', "_"));
         let built = target_dir.join(TARGET).join("release").join(&artifact);
-        std::fs::copy(&built, dest.join(format!("{name}.wasm")))
-            .unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        let embedded = dest.join(format!("{name}.wasm"));
+        std::fs::copy(&built, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        writeln!(generated, "        {name:?} => include_bytes!({:?}),", embedded.display().to_string())
+            .unwrap();
     }
+    generated.push_str("        _ => return None,\n    })\n}\n");
+    std::fs::write(out_dir.join("builtins.rs"), generated).expect("OUT_DIR is writable");
 }
 
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("cargo sets {name} for build scripts"))
+}
+
+/// The names in `builtin-policies = ["…", …]` of the workspace manifest. A line scan rather than
+/// a TOML parser: the entry is one line that this repository writes, and the build script stays
+/// free of dependencies.
+fn builtin_names(manifest: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(manifest).expect("Cargo.toml is readable");
+    let line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with(LIST_KEY))
+        .unwrap_or_else(|| panic!("Cargo.toml has no `{LIST_KEY} = [...]` line"));
+    let list = line.split_once('[').and_then(|(_, rest)| rest.split_once(']')).map(|(list, _)| list);
+    let names: Vec<String> = list
+        .unwrap_or_else(|| panic!("Cargo.toml: `{LIST_KEY}` must be a one-line list of strings"))
+        .split(',')
+        .map(|name| name.trim().trim_matches('"').to_string())
+        .filter(|name| !name.is_empty())
+        .collect();
+    for name in &names {
+        let dir = manifest.with_file_name("policies").join(name);
+        assert!(
+            dir.join("Cargo.toml").is_file(),
+            "built-in policy {name:?} has no crate at {}",
+            dir.display()
+        );
+    }
+    names
 }
 
 /// `<target>/<profile>/build/<package>-<hash>/out` → `<target>` (or `<target>/<triple>` when
@@ -74,24 +118,15 @@ fn outer_target_dir(out_dir: &Path) -> PathBuf {
 }
 
 /// A missing target otherwise shows up as "can't find crate for `core`", which says nothing.
-/// With rustup (the usual toolchain install) it is added, so a fresh machine's first
-/// `cargo run` works; without it, the error says what to install.
 fn check_target_installed() {
-    let installed = || {
-        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-        let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().expect("rustc runs");
-        let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
-        Path::new(&sysroot).join("lib/rustlib").join(TARGET).is_dir()
-    };
-    if installed() {
-        return;
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().expect("rustc runs");
+    let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
+    if !Path::new(&sysroot).join("lib/rustlib").join(TARGET).is_dir() {
+        panic!(
+            "\n\nthe built-in policies are built for {TARGET}, which this toolchain ({sysroot}) lacks.\n\
+             rust-toolchain.toml declares it: run `rustup toolchain install` in the repository \
+             (or `rustup target add {TARGET}`), then build again.\n"
+        );
     }
-    println!(
-        "cargo:warning=the built-in policies need the {TARGET} target; running `rustup target add {TARGET}`"
-    );
-    let added = Command::new("rustup").args(["target", "add", TARGET]).status().is_ok_and(|s| s.success());
-    assert!(
-        added && installed(),
-        "the built-in policies are built for {TARGET}, which is not installed: run `rustup target add {TARGET}`"
-    );
 }

@@ -1,4 +1,4 @@
-//! Expand + patch of a typical StatefulSet (the DESIGN §2 example), the work the webhook does
+//! Expand + patch of a typical StatefulSet (the README's "What you write" example), the work the webhook does
 //! per admission request; with a floor (parsing the object into Kubernetes types alone) measured
 //! in the same run, so the figure reads as a ratio on a noisy machine.
 //!
@@ -6,7 +6,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use mysql_webhook::{Operation, mutate};
+use mysql_webhook_core::{Operation, mutate};
 use serde_json::json;
 
 fn typical() -> serde_json::Value {

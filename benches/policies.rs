@@ -12,8 +12,8 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use mysql_webhook::policy::config::{self, PolicyConfig};
-use mysql_webhook::policy::request::PolicyRequest;
 use mysql_webhook::policy::{Host, Policies, PolicySet, Source};
+use mysql_webhook_core::policy_request::PolicyRequest;
 
 #[path = "../tests/common/hostile.rs"]
 mod hostile;
@@ -34,7 +34,8 @@ fn request() -> String {
         }
     }))
     .unwrap();
-    let expanded = mysql_webhook::mutate_statefulset(&sts, None, Some("shop")).unwrap().unwrap().expanded;
+    let expanded =
+        mysql_webhook_core::mutate_statefulset(&sts, None, Some("shop")).unwrap().unwrap().expanded;
     PolicyRequest::create("bench", &expanded, None).to_json()
 }
 

@@ -11,8 +11,8 @@ use std::process::Command;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::consts::BACKUP_SECRET_KEYS;
-use crate::plan::{Target, backup_id_time};
+use mysql_webhook_core::consts::BACKUP_SECRET_KEYS;
+use mysql_webhook_core::plan::{Target, backup_id_time};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -230,7 +230,7 @@ fn read_secret(path: &Path) -> Result<BTreeMap<String, String>, Error> {
     use base64::Engine;
     let bad = |reason: String| Error::BadSecret { path: path.into(), reason };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let documents = crate::manifests::read_documents(&text).map_err(|e| bad(e.to_string()))?;
+    let documents = mysql_webhook_core::manifests::read_documents(&text).map_err(|e| bad(e.to_string()))?;
     let secret =
         documents.iter().find(|d| d["kind"] == "Secret").ok_or_else(|| bad("it holds no Secret".into()))?;
     let mut keys = BTreeMap::new();

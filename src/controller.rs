@@ -27,10 +27,10 @@ use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::companions::{Companions, Credentials, credentials_secret};
-use crate::consts::{FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY};
 use crate::metrics::Metrics;
-use crate::plan::{Invalid, plan};
+use mysql_webhook_core::companions::{Companions, credentials_secret};
+use mysql_webhook_core::consts::{FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY};
+use mysql_webhook_core::plan::{PlanError, plan};
 
 /// How soon a transient failure is retried.
 const RETRY_AFTER: Duration = Duration::from_secs(15);
@@ -41,7 +41,7 @@ const RESYNC_AFTER: Duration = Duration::from_secs(300);
 pub enum Error {
     /// The annotations can't be planned: the user must fix the StatefulSet.
     #[error("the StatefulSet can't be expanded: {0}")]
-    Invalid(#[from] Invalid),
+    Invalid(#[from] PlanError),
     #[error("the StatefulSet has no uid or namespace yet")]
     NotStored,
     #[error("cannot apply {kind} {name}: {source}")]
@@ -189,7 +189,7 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     // Create-only, and an existing Secret is a 409: the controller needs no permission to read
     // Secrets, and an existing password is never read, overwritten or logged.
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
-    let mut secret = credentials_secret(&plan, &Credentials::generate());
+    let mut secret = credentials_secret(&plan, &crate::new_credentials());
     secret.metadata.owner_references = Some(vec![owner]);
     match secrets
         .create(&PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }, &secret)

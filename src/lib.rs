@@ -1,34 +1,33 @@
-//! mysql-webhook: a Kubernetes admission webhook that expands a StatefulSet annotated
-//! `mysql-webhook.io/replicated: "true"` into a replicated MySQL or MariaDB cluster.
+//! mysql-webhook's shells: everything that does IO around the pure core
+//! (`mysql_webhook_core`, in `src/core/`). ARCHITECTURE.md has the map; in short:
 //!
-//! The domain core is pure (no IO, no async): [`plan`] reads and validates the annotations,
-//! [`expand`] builds the pattern, [`companions`] the objects beside it, and [`mutate`] ties them
-//! into the minimal JSON Patch the webhook returns. [`policy`] runs the WebAssembly topology
-//! policies on the expanded objects. The CLI and the server are thin shells.
+//! - [`server`]: the HTTPS admission webhook (axum over rustls), its TLS reloading and draining;
+//! - [`controller`]: the companion controller (kube-runtime, server-side apply);
+//! - [`policy`]: the WebAssembly policy host (wasmtime), `policies.yaml` and reloads;
+//! - [`scale`]: finding the parent StatefulSet of a Scale in the cluster;
+//! - [`cli`]: the command line and the offline commands (`check`);
+//! - [`certs`], [`metrics`], [`telemetry`]: certificates, Prometheus metrics, logs.
+//!
+//! Each shell parses, calls the core, and carries out what it decided.
 
 // Denied, not forbidden: loading a precompiled policy is the one unsafe call (policy::host).
 #![deny(unsafe_code)]
 
 pub mod backups;
 pub mod certs;
-pub mod check;
 pub mod cli;
-pub mod companions;
-pub mod consts;
 pub mod controller;
-pub mod expand;
-pub mod flavor;
-pub mod manifests;
 pub mod metrics;
-pub mod mutate;
-pub mod plan;
 pub mod policy;
-pub mod quantity;
 pub mod scale;
-pub mod scripts;
 pub mod server;
 pub mod telemetry;
-pub mod yaml;
 
-pub use mutate::{MutateError, Mutation, Operation, mutate, mutate_statefulset};
-pub use plan::{Invalid, Plan, plan};
+use mysql_webhook_core::companions::Credentials;
+
+/// New passwords for a credentials Secret, from the OS's cryptographic generator: the one source
+/// of randomness for the controller and `mutate --with-secret`.
+pub fn new_credentials() -> Credentials {
+    use rand::TryRngCore;
+    Credentials::generate(&mut rand::rngs::OsRng.unwrap_err())
+}

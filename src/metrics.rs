@@ -6,7 +6,8 @@
 
 use std::time::Instant;
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use mysql_webhook_core::admission::Outcome;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -16,7 +17,7 @@ use prometheus_client::registry::Registry;
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub endpoint: &'static str,
-    pub outcome: Outcome,
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -50,40 +51,6 @@ pub struct BuildLabels {
     pub version: &'static str,
 }
 
-/// How an admission request ended.
-#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
-pub enum Outcome {
-    /// Allowed without a patch.
-    Allowed,
-    /// Allowed with a patch.
-    Patched,
-    /// Answered `allowed: false`.
-    Denied,
-    /// Not a usable AdmissionReview: answered with an HTTP 4xx.
-    Invalid,
-    /// The webhook's own failure: answered with an HTTP 500.
-    Error,
-}
-
-impl Outcome {
-    /// The label value and log field: lower case, like every other label value here.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Patched => "patched",
-            Outcome::Denied => "denied",
-            Outcome::Invalid => "invalid",
-            Outcome::Error => "error",
-        }
-    }
-}
-
-impl EncodeLabelValue for Outcome {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
-        std::fmt::Write::write_str(encoder, self.as_str())
-    }
-}
-
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
@@ -108,7 +75,7 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Metrics {
-        let mut registry = Registry::with_prefix(crate::consts::METRICS_PREFIX);
+        let mut registry = Registry::with_prefix(mysql_webhook_core::consts::METRICS_PREFIX);
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "admission_requests",
@@ -203,7 +170,7 @@ impl Metrics {
     }
 
     pub fn record_request(&self, endpoint: &'static str, outcome: Outcome, started: Instant) {
-        self.requests.get_or_create(&RequestLabels { endpoint, outcome }).inc();
+        self.requests.get_or_create(&RequestLabels { endpoint, outcome: outcome.as_str() }).inc();
         self.latency.get_or_create(&EndpointLabels { endpoint }).observe(started.elapsed().as_secs_f64());
     }
 

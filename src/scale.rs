@@ -1,6 +1,6 @@
 //! The parent of a `statefulsets/scale` request. `kubectl scale` sends only a Scale object
 //! (replicas and a selector), so the policies would see nothing to judge; the webhook gives them
-//! the parent StatefulSet with the requested replicas instead (DESIGN §6).
+//! the parent StatefulSet with the requested replicas instead (policies/README.md).
 //!
 //! Parents come from a watch cache of managed StatefulSets (a kube-runtime reflector, selected
 //! by label, so memory grows with managed StatefulSets only), with a GET on a miss (a
@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 
-use crate::consts::LABEL_MANAGED;
+use mysql_webhook_core::consts::LABEL_MANAGED;
 
 /// The parent can't be read: the request is answered with an error, and the webhook's
 /// `failurePolicy` decides.

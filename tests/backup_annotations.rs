@@ -5,8 +5,8 @@
 mod common;
 
 use common::{annotated, with_annotation};
-use mysql_webhook::plan::Target;
-use mysql_webhook::{MutateError, Operation, mutate};
+use mysql_webhook_core::plan::Target;
+use mysql_webhook_core::{MutateError, Operation, mutate};
 use serde_json::Value;
 
 fn base() -> Value {
@@ -22,12 +22,12 @@ fn with(mut sts: Value, annotations: &[(&str, &str)]) -> Value {
 
 fn denial(object: &Value) -> String {
     match mutate(object, Operation::Create, None) {
-        Err(MutateError::Invalid(invalid)) => invalid.to_string(),
+        Err(MutateError::Refused(invalid)) => invalid.to_string(),
         other => panic!("expected a denial, got {other:?}"),
     }
 }
 
-fn backups(object: &Value) -> mysql_webhook::plan::Backups {
+fn backups(object: &Value) -> mysql_webhook_core::plan::Backups {
     mutate(object, Operation::Create, None).expect("accepted").expect("opted in").plan.backups
 }
 

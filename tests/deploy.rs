@@ -72,7 +72,7 @@ fn every_overlay_renders_and_its_core_objects_pass_strict_validation() {
                 continue;
             }
             let path = dir.path().join(format!("{name}-{index}.yaml"));
-            std::fs::write(&path, mysql_webhook::yaml::to_string(document)).unwrap();
+            std::fs::write(&path, mysql_webhook_core::yaml::to_string(document)).unwrap();
             files.push(path);
         }
     }

@@ -82,7 +82,7 @@ fn every_emitted_object_passes_strict_schema_validation() {
         let output = common::mutate_cli(input, &["--with-secret"]);
         for (document_index, document) in common::documents(&output).iter().enumerate() {
             let path = dir.path().join(format!("{index}-{document_index}.yaml"));
-            std::fs::write(&path, mysql_webhook::yaml::to_string(document)).unwrap();
+            std::fs::write(&path, mysql_webhook_core::yaml::to_string(document)).unwrap();
             files.push(path);
         }
     }
@@ -103,7 +103,7 @@ fn strict_schema_validation_catches_an_unknown_field() {
     let mut sts: Value = common::documents(&common::mutate_cli(&inputs()[0], &[])).remove(0);
     sts["spec"]["replica"] = json!(3);
     let path = dir.path().join("bad.yaml");
-    std::fs::write(&path, mysql_webhook::yaml::to_string(&sts)).unwrap();
+    std::fs::write(&path, mysql_webhook_core::yaml::to_string(&sts)).unwrap();
     assert!(!common::validate_strictly(&[path]).status.success());
 }
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{annotated, with_annotation};
-use mysql_webhook::{MutateError, Operation, mutate};
+use mysql_webhook_core::{MutateError, Operation, mutate};
 use serde_json::{Value, json};
 
 fn expand(object: &Value) -> Value {
@@ -14,7 +14,7 @@ fn expand(object: &Value) -> Value {
 
 fn denial(object: &Value) -> String {
     match mutate(object, Operation::Create, None) {
-        Err(MutateError::Invalid(invalid)) => invalid.to_string(),
+        Err(MutateError::Refused(invalid)) => invalid.to_string(),
         other => panic!("expected a denial, got {other:?}"),
     }
 }
@@ -73,6 +73,12 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
             "storage with a unit Kubernetes doesn't know",
             with_annotation(base(), "mysql-webhook.io/storage", "10GB"),
             r#"annotation mysql-webhook.io/storage: "10GB" is not a Kubernetes quantity; use a size such as 10Gi, 500Mi or 1Ti"#,
+        ),
+        (
+            // The float parser this replaced read 1e400 as infinity and accepted it.
+            "storage too large to be a quantity",
+            with_annotation(base(), "mysql-webhook.io/storage", "1e400"),
+            r#"annotation mysql-webhook.io/storage: "1e400" is not a Kubernetes quantity; use a size such as 10Gi, 500Mi or 1Ti"#,
         ),
         (
             "storage zero",
@@ -424,8 +430,9 @@ fn unannotated_and_opted_out_objects_pass_through_unchanged() {
                  apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: web, annotations: {mysql-webhook.io/replicated: \"false\"}}\n\
                  spec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    \
                  spec: {containers: [{name: web, image: nginx}]}\n";
-    let round_trip =
-        mysql_webhook::manifests::to_yaml(&mysql_webhook::manifests::read_documents(input).unwrap());
+    let round_trip = mysql_webhook_core::manifests::to_yaml(
+        &mysql_webhook_core::manifests::read_documents(input).unwrap(),
+    );
     let output = common::run_cli(&["mutate", "-f", "-"], input);
     assert!(output.status.success());
     assert_eq!(String::from_utf8(output.stdout).unwrap(), round_trip);

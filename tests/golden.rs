@@ -4,7 +4,7 @@
 
 mod common;
 
-use mysql_webhook::flavor::Flavor;
+use mysql_webhook_core::flavor::Flavor;
 
 #[test]
 fn each_flavor_expands_to_its_reviewed_golden_file() {

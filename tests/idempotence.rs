@@ -2,7 +2,7 @@
 //! and user containers, the expansion is idempotent (expanding an expanded object changes
 //! nothing and yields an empty patch), and the patch applied to the input reproduces it.
 
-use mysql_webhook::{Operation, mutate};
+use mysql_webhook_core::{Operation, mutate};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -31,7 +31,9 @@ fn image() -> impl Strategy<Value = String> {
     let digest = prop_oneof![Just(""), Just("@sha256:0123456789abcdef")];
     (repository, tag, digest)
         .prop_map(|(r, t, d)| format!("{r}:{t}{d}"))
-        .prop_filter("a flavor is derivable", |image| mysql_webhook::flavor::flavor_from_image(image).is_ok())
+        .prop_filter("a flavor is derivable", |image| {
+            mysql_webhook_core::flavor::flavor_from_image(image).is_ok()
+        })
 }
 
 fn env() -> impl Strategy<Value = Value> {

@@ -24,7 +24,7 @@ fn parent() -> StatefulSet {
     let mut sts = common::annotated("mysql", "mysql:8.4");
     sts["metadata"]["namespace"] = json!("shop");
     let object: StatefulSet = serde_json::from_value(sts).unwrap();
-    mysql_webhook::mutate_statefulset(&object, None, Some("shop")).unwrap().unwrap().expanded
+    mysql_webhook_core::mutate_statefulset(&object, None, Some("shop")).unwrap().unwrap().expanded
 }
 
 fn scale_review(replicas: i32) -> Value {

@@ -15,9 +15,9 @@ use base64::Engine as _;
 use futures_util::StreamExt as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use mysql_webhook::certs;
-use mysql_webhook::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use mysql_webhook::metrics::Metrics;
 use mysql_webhook::server::{self, AppState, tls::CertificateStore};
+use mysql_webhook_core::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use serde_json::{Value, json};
 
 struct Server {
@@ -155,11 +155,14 @@ async fn mutate_returns_a_patch_that_reproduces_the_engines_expansion() {
     assert_eq!(response["allowed"], true);
     let mut object = request["request"]["object"].clone();
     json_patch::patch(&mut object, &decoded_patch(&response)).unwrap();
-    let expected =
-        mysql_webhook::mutate(&request["request"]["object"], mysql_webhook::Operation::Create, Some("shop"))
-            .unwrap()
-            .unwrap()
-            .expanded;
+    let expected = mysql_webhook_core::mutate(
+        &request["request"]["object"],
+        mysql_webhook_core::Operation::Create,
+        Some("shop"),
+    )
+    .unwrap()
+    .unwrap()
+    .expanded;
     assert_eq!(serde_json::from_value::<StatefulSet>(object).unwrap(), expected);
     let warnings: Vec<&str> =
         response["warnings"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
@@ -501,6 +504,44 @@ fn certs_writes_the_files_prints_the_ca_bundle_and_refuses_to_overwrite() {
     forced.push("--force");
     assert!(common::run_cli(&forced, "").status.success());
     assert_ne!(std::fs::read(out.join("ca.crt")).unwrap(), ca);
+}
+
+#[test]
+fn certs_renew_keeps_the_ca_bundle_and_ip_addresses_go_through_ip() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("webhook-certs");
+    let args = [
+        "certs",
+        "--service",
+        "hook",
+        "--namespace",
+        "infra",
+        "--ip",
+        "127.0.0.1",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let first = common::run_cli(&args, "");
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(out.join("ca.key")).unwrap().permissions().mode() & 0o777, 0o600);
+    let (ca, cert) =
+        (std::fs::read(out.join("ca.crt")).unwrap(), std::fs::read(out.join("tls.crt")).unwrap());
+
+    let mut renew = args.to_vec();
+    renew.push("--renew");
+    let renewed = common::run_cli(&renew, "");
+    assert!(renewed.status.success(), "{}", String::from_utf8_lossy(&renewed.stderr));
+    assert_eq!(renewed.stdout, first.stdout, "the caBundle printed is the same");
+    assert_eq!(std::fs::read(out.join("ca.crt")).unwrap(), ca);
+    assert_ne!(std::fs::read(out.join("tls.crt")).unwrap(), cert);
+
+    let address_as_service = common::run_cli(
+        &["certs", "--service", "127.0.0.1", "--namespace", "infra", "--out", out.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(address_as_service.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&address_as_service.stderr).contains("add IP addresses with --ip"));
 }
 
 /// The binary as a child process with JSON logs, collected as they come; killed on drop.

@@ -1,26 +1,8 @@
 //! The built-in policies, built from `policies/<name>` for wasm32-wasip2 by `build.rs` and
-//! carried in the binary.
+//! carried in the binary. The list is Cargo.toml's `builtin-policies`; this module is generated
+//! from it, so the build, the configuration and the default set can't disagree.
 
-/// Names as used in `module: builtin:<name>`; the order is the default set's.
-pub const NAMES: [&str; 5] = ["replica-quorum", "spread", "storage", "images", "resources"];
-
-macro_rules! embedded {
-    ($name:literal) => {
-        include_bytes!(concat!(env!("OUT_DIR"), "/policies/", $name, ".wasm"))
-    };
-}
-
-/// The component of the built-in policy `name`, if there is one.
-pub fn component(name: &str) -> Option<&'static [u8]> {
-    Some(match name {
-        "replica-quorum" => embedded!("replica-quorum"),
-        "spread" => embedded!("spread"),
-        "storage" => embedded!("storage"),
-        "images" => embedded!("images"),
-        "resources" => embedded!("resources"),
-        _ => return None,
-    })
-}
+include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
 #[cfg(test)]
 mod tests {
@@ -30,6 +12,23 @@ mod tests {
             let bytes = super::component(name).unwrap_or_else(|| panic!("{name} is embedded"));
             // A component's preamble: magic, then version 0x0d and layer 1 (a core module has layer 0).
             assert_eq!(&bytes[..8], b"\0asm\x0d\0\x01\0", "{name} is a component");
+        }
+        assert_eq!(super::component("no-such-policy"), None);
+    }
+
+    #[test]
+    fn every_policy_crate_that_builds_a_component_is_a_builtin() {
+        let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
+        for entry in std::fs::read_dir(&policies).unwrap() {
+            let dir = entry.unwrap().path();
+            let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+            if manifest.contains("cdylib") {
+                let name = dir.file_name().unwrap().to_str().unwrap();
+                assert!(
+                    super::NAMES.contains(&name),
+                    "policies/{name} builds a component but is not in builtin-policies"
+                );
+            }
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `policies.yaml` (DESIGN §6): which policies run, from which module, in which mode, with what
+//! `policies.yaml` (policies/README.md): which policies run, from which module, in which mode, with what
 //! failure handling, timeout and settings. Parsing and checking only; no IO but what the caller
 //! reads. Every error names the policy (by name, or by position when it has none) and the field.
 
@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use mysql_webhook_core::names::NameRule;
 use serde::Deserialize;
 
 use super::builtin;
@@ -182,16 +183,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<PolicyConfig>, ConfigError> 
 
 /// Names appear in messages, metric labels and logs: a DNS label keeps them readable and safe.
 fn check_name(name: &str) -> Result<(), String> {
-    let valid = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    match valid {
+    let rule = NameRule::Dns1123Label;
+    match rule.accepts(name) {
         true => Ok(()),
-        false => Err(format!(
-            "`name` {name:?} is not accepted: use lower-case letters, digits and '-' (at most 63, like a Kubernetes name)"
-        )),
+        false => Err(format!("`name` {name:?} is not accepted: {}", rule.description())),
     }
 }
 

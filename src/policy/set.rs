@@ -1,6 +1,6 @@
 //! A loaded policy set: every policy of a configuration compiled, pre-instantiated and with its
 //! settings accepted; and the evaluation of a request against all of them, merged into one
-//! decision (DESIGN §6): an enforce-mode deny denies, with the policy's name before its message;
+//! decision (policies/README.md): an enforce-mode deny denies, with the policy's name before its message;
 //! warn-mode denies and policies' warnings become warnings; a failing policy is handled per its
 //! `failure` setting.
 

@@ -9,7 +9,6 @@
 //! [`AppState::evaluations`] at a time, so a slow policy never stalls the accept loop, the probes
 //! or `/mutate`.
 
-pub mod admission;
 pub mod tls;
 
 use std::future::Future;
@@ -32,10 +31,11 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-use crate::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::Metrics;
 use crate::policy::{Policies, PolicyError, Source};
 use crate::scale::{ClusterLookup, ParentLookup};
+use mysql_webhook_core::admission::{self, Outcome};
+use mysql_webhook_core::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
 use tls::CertificateStore;
 
 /// Largest AdmissionReview accepted. The API server takes request bodies up to 3 MiB but etcd
@@ -137,22 +137,22 @@ async fn validate_handler(State(state): State<AppState>, request: Request) -> Re
 }
 
 /// Why a review got no AdmissionReview answer.
-enum Refusal {
+enum HandlerError {
     /// Not a usable review: 400.
-    Invalid(admission::Rejection),
+    Invalid(admission::ReviewError),
     /// Our failure: 500 with a generic message (the detail is logged), and the webhook's
     /// `failurePolicy` decides.
     Internal(String),
 }
 
-impl From<admission::Rejection> for Refusal {
-    fn from(rejection: admission::Rejection) -> Refusal {
-        Refusal::Invalid(rejection)
+impl From<admission::ReviewError> for HandlerError {
+    fn from(rejection: admission::ReviewError) -> HandlerError {
+        HandlerError::Invalid(rejection)
     }
 }
 
 /// `/validate`: the policies on the expanded StatefulSet, or on the parent of a Scale.
-async fn validate(state: AppState, request: admission::Request) -> Result<admission::Response, Refusal> {
+async fn validate(state: AppState, request: admission::Request) -> Result<admission::Response, HandlerError> {
     let input = match admission::validation(&request)? {
         admission::Validation::Answer(response) => return Ok(response),
         admission::Validation::Evaluate(input) => input,
@@ -167,7 +167,7 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
             match lookup.managed_parent(&namespace, &name).await {
                 Ok(Some(parent)) => admission::scale_request(&request, &parent, replicas),
                 Ok(None) => return Ok(admission::Response::allow(&request.uid)),
-                Err(error) => return Err(Refusal::Internal(error.to_string())),
+                Err(error) => return Err(HandlerError::Internal(error.to_string())),
             }
         }
     };
@@ -179,11 +179,11 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
         policies.evaluate(&input, Some(&metrics))
     })
     .await
-    .map_err(|e| Refusal::Internal(format!("the policy evaluation panicked: {e}")))?;
+    .map_err(|e| HandlerError::Internal(format!("the policy evaluation panicked: {e}")))?;
     for finding in &evaluation.findings {
         tracing::debug!(policy = %finding.policy, outcome = finding.outcome(), micros = finding.duration.as_micros() as u64, "policy evaluated");
     }
-    Ok(admission::evaluation_response(&request, &evaluation))
+    Ok(admission::evaluation_response(&request, &evaluation.denials(), evaluation.warnings()))
 }
 
 /// The shell shared by both admission endpoints: read the body within limits, parse the
@@ -196,7 +196,7 @@ async fn review<Decide, Decided>(
 ) -> Response
 where
     Decide: FnOnce(AppState, admission::Request) -> Decided,
-    Decided: Future<Output = Result<admission::Response, Refusal>>,
+    Decided: Future<Output = Result<admission::Response, HandlerError>>,
 {
     let started = Instant::now();
     let _in_flight = state.metrics.start_request();
@@ -225,11 +225,11 @@ where
                             let json = HeaderValue::from_static("application/json");
                             (outcome, ([(header::CONTENT_TYPE, json)], answer.to_review_json()).into_response())
                         }
-                        Err(Refusal::Invalid(rejection)) => {
+                        Err(HandlerError::Invalid(rejection)) => {
                             tracing::info!(%rejection, "invalid admission request");
                             (Outcome::Invalid, error(StatusCode::BAD_REQUEST, rejection.0))
                         }
-                        Err(Refusal::Internal(detail)) => {
+                        Err(HandlerError::Internal(detail)) => {
                             tracing::error!(error = %detail, "internal error");
                             let message = "internal error; the webhook's log has the details".into();
                             (Outcome::Error, error(StatusCode::INTERNAL_SERVER_ERROR, message))

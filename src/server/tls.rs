@@ -196,7 +196,7 @@ impl ResolvesServerCert for Resolver {
 mod tests {
     use super::*;
     use crate::certs::{self, Bundle};
-    use crate::consts::{TLS_CERT_FILE, TLS_KEY_FILE};
+    use mysql_webhook_core::consts::{TLS_CERT_FILE, TLS_KEY_FILE};
 
     fn bundle() -> Bundle {
         certs::generate("test", vec!["localhost".into()], 2).unwrap()

@@ -11,7 +11,7 @@ mod hostile;
 #[allow(unused_imports)] // each test crate uses a different subset
 pub use hostile::hostile_policy;
 
-/// A minimal opted-in StatefulSet, as in DESIGN §2.
+/// A minimal opted-in StatefulSet, as in the README's "What you write".
 pub fn annotated(name: &str, image: &str) -> Value {
     json!({
         "apiVersion": "apps/v1",
@@ -63,7 +63,7 @@ pub fn mutate_cli(input: &str, extra: &[&str]) -> String {
 
 /// Every document of a multi-document YAML text.
 pub fn documents(yaml: &str) -> Vec<Value> {
-    mysql_webhook::manifests::read_documents(yaml).expect("output is valid YAML")
+    mysql_webhook_core::manifests::read_documents(yaml).expect("output is valid YAML")
 }
 
 /// Every script the expansion generates (container commands and exec probes), labelled with the
@@ -154,6 +154,7 @@ pub fn policy_request(sts: &Value) -> String {
     let mut sts = sts.clone();
     sts["metadata"]["namespace"] = json!("shop");
     let object: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(sts).unwrap();
-    let mutation = mysql_webhook::mutate_statefulset(&object, None, Some("shop")).unwrap().expect("opted in");
-    mysql_webhook::policy::request::PolicyRequest::create("test", &mutation.expanded, None).to_json()
+    let mutation =
+        mysql_webhook_core::mutate_statefulset(&object, None, Some("shop")).unwrap().expect("opted in");
+    mysql_webhook_core::policy_request::PolicyRequest::create("test", &mutation.expanded, None).to_json()
 }

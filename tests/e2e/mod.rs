@@ -124,7 +124,8 @@ impl Manifests {
     /// The repository's manifest `example` with `annotations` added to its StatefulSet, expanded.
     pub fn mutate_with(example: &str, annotations: &[(&str, &str)]) -> Manifests {
         let text = fs::read_to_string(repo(example)).expect("reading the example");
-        let mut documents = mysql_webhook::manifests::read_documents(&text).expect("the example is YAML");
+        let mut documents =
+            mysql_webhook_core::manifests::read_documents(&text).expect("the example is YAML");
         let sts = documents.iter_mut().find(|d| d["kind"] == "StatefulSet").expect("a StatefulSet");
         for (key, value) in annotations {
             sts["metadata"]["annotations"][format!("mysql-webhook.io/{key}")] = (*value).into();
@@ -148,7 +149,8 @@ impl Manifests {
             String::from_utf8_lossy(&output.stderr)
         );
         let text = String::from_utf8(output.stdout).expect("mutate prints UTF-8");
-        let documents = mysql_webhook::manifests::read_documents(&text).expect("mutate prints manifests");
+        let documents =
+            mysql_webhook_core::manifests::read_documents(&text).expect("mutate prints manifests");
         Manifests {
             statefulset: find(&documents, "StatefulSet"),
             config_map: find(&documents, "ConfigMap"),

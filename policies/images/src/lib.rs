@@ -1,11 +1,9 @@
 //! The `images` policy: where a MySQL cluster's images come from and how firmly they are pinned,
 //! for containers, init containers and ephemeral containers alike.
 
+use mysql_webhook_policy::image::ImageRef;
 use mysql_webhook_policy::{ContainerImage, Policy, Request, Verdict, export_policy};
 use serde::Deserialize;
-
-/// Where images without a registry host are pulled from.
-const DEFAULT_REGISTRY: &str = "docker.io";
 
 /// The policy.
 pub struct Images;
@@ -25,58 +23,11 @@ pub struct Settings {
     pub require_digest: bool,
 }
 
-/// An image reference split as the container runtime splits it.
-#[derive(Debug, PartialEq, Eq)]
-struct Reference<'a> {
-    /// The registry host, `docker.io` when the reference names none.
-    registry: String,
-    /// Whether the reference names its registry.
-    names_registry: bool,
-    /// The repository path within the registry, with docker.io's implicit `library/`.
-    repository: String,
-    /// The tag, if written.
-    tag: Option<&'a str>,
-    /// The digest after `@` (`sha256:...`), if written.
-    digest: Option<&'a str>,
-}
-
-impl<'a> Reference<'a> {
-    fn parse(image: &'a str) -> Self {
-        let (name, digest) = match image.split_once('@') {
-            Some((name, digest)) => (name, Some(digest)),
-            None => (image, None),
-        };
-        // The first component is a host only if it looks like one; otherwise "mysql/server" is a
-        // Docker Hub repository. Checking before looking for a tag keeps "registry:5000/x" a port.
-        let (registry, path, names_registry) = match name.split_once('/') {
-            Some((first, rest))
-                if first.contains(['.', ':'])
-                    || first == "localhost"
-                    || first.chars().any(|c| c.is_ascii_uppercase()) =>
-            {
-                (first.to_ascii_lowercase(), rest, true)
-            }
-            _ => (DEFAULT_REGISTRY.to_string(), name, false),
-        };
-        let (path, tag) = match path.rsplit_once(':') {
-            Some((path, tag)) => (path, Some(tag)),
-            None => (path, None),
-        };
-        let registry = if registry == "index.docker.io" { DEFAULT_REGISTRY.to_string() } else { registry };
-        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path.to_string()
-        };
-        Self { registry, names_registry, repository, tag, digest }
-    }
-
-    /// Whether the reference is under `entry`, a host or a `host/path/` prefix, on whole path components.
-    fn is_under(&self, entry: &str) -> bool {
-        let entry = entry.trim_end_matches('/').to_ascii_lowercase();
-        format!("{}/{}/", self.registry, self.repository.to_ascii_lowercase())
-            .starts_with(&format!("{entry}/"))
-    }
+/// Whether `image` is under `entry`, a host or a `host/path/` prefix, on whole path components.
+fn is_under(image: &ImageRef<'_>, entry: &str) -> bool {
+    let entry = entry.trim_end_matches('/').to_ascii_lowercase();
+    format!("{}/{}/", image.registry_or_default(), image.repository().to_ascii_lowercase())
+        .starts_with(&format!("{entry}/"))
 }
 
 fn is_sha256_digest(digest: &str) -> bool {
@@ -86,15 +37,16 @@ fn is_sha256_digest(digest: &str) -> bool {
 }
 
 fn violations(image: &ContainerImage<'_>, s: &Settings) -> Vec<String> {
-    let reference = Reference::parse(image.image);
+    let reference = ImageRef::parse(image.image);
     let subject = format!("{} {}: image {}", image.kind, image.name, image.image);
     let mut found = Vec::new();
-    if !s.allowed_registries.is_empty() && !s.allowed_registries.iter().any(|entry| reference.is_under(entry))
+    if !s.allowed_registries.is_empty()
+        && !s.allowed_registries.iter().any(|entry| is_under(&reference, entry))
     {
-        let implicit = if reference.names_registry { "" } else { ", as it names none" };
+        let implicit = if reference.registry.is_some() { "" } else { ", as it names none" };
         found.push(format!(
             "{subject} (registry {}{implicit}) is not from an allowed registry (allowed: {})",
-            reference.registry,
+            reference.registry_or_default(),
             s.allowed_registries.join(", ")
         ));
     }
@@ -167,8 +119,8 @@ mod tests {
     }
 
     fn reference(image: &str) -> (String, String, Option<&str>, Option<&str>) {
-        let r = Reference::parse(image);
-        (r.registry, r.repository, r.tag, r.digest)
+        let r = ImageRef::parse(image);
+        (r.registry_or_default(), r.repository(), r.tag, r.digest)
     }
 
     #[test]
@@ -197,10 +149,10 @@ mod tests {
 
     #[test]
     fn registry_prefixes_match_whole_components() {
-        let r = Reference::parse("ghcr.io/acme/mysql:8.4");
-        assert!(r.is_under("ghcr.io") && r.is_under("ghcr.io/acme/") && r.is_under("GHCR.io/acme"));
-        assert!(!r.is_under("ghcr.io/ac") && !r.is_under("docker.io"));
-        assert!(Reference::parse("mysql:8.4").is_under("docker.io/library/"));
+        let r = ImageRef::parse("ghcr.io/acme/mysql:8.4");
+        assert!(is_under(&r, "ghcr.io") && is_under(&r, "ghcr.io/acme/") && is_under(&r, "GHCR.io/acme"));
+        assert!(!is_under(&r, "ghcr.io/ac") && !is_under(&r, "docker.io"));
+        assert!(is_under(&ImageRef::parse("mysql:8.4"), "docker.io/library/"));
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub mod testing;
 mod verdict;
 
 pub use k8s_openapi;
+/// Image references, parsed as the webhook parses them (shared with it).
+pub use mysql_webhook_core::image;
+/// Kubernetes name rules, as the webhook checks them (shared with it).
+pub use mysql_webhook_core::names;
 pub use request::{ContainerImage, ContainerKind, Operation, Request};
 pub use verdict::Verdict;
 

@@ -1,9 +1,11 @@
 //! The database flavors the expansion supports and everything that differs between them: images,
 //! backup and stream tools, the file names a backup leaves, the replication SQL dialect, the
-//! read-only setting, the client binaries and the transport that carries clones. The facts come
-//! from `reference/mysql-pattern.md` §3; the scripts that use them live in `scripts`.
+//! read-only setting, the client binaries and the transport that carries clones. The facts and
+//! their sources are in README.md ("Flavors"); the scripts that use them live in `scripts`.
 
 use std::fmt;
+
+use crate::image::ImageRef;
 
 /// A supported server line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -174,41 +176,12 @@ pub enum ImageFlavorError {
     UnsupportedVersion { image: String, version: String },
 }
 
-/// The parts of an image reference this module needs.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ImageRef<'a> {
-    /// Path without registry, tag or digest, e.g. `library/mysql`, `percona/percona-server`.
-    pub repository: &'a str,
-    pub tag: Option<&'a str>,
-    pub digest: Option<&'a str>,
-}
-
-/// Splits `[registry[:port]/]path[:tag][@digest]`. The first component is a registry only when it
-/// looks like a host (has a `.` or `:`, or is `localhost`), as in the Docker reference grammar.
-pub fn parse_image(image: &str) -> ImageRef<'_> {
-    let (rest, digest) = match image.split_once('@') {
-        Some((rest, digest)) => (rest, Some(digest)),
-        None => (image, None),
-    };
-    let path = match rest.split_once('/') {
-        Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => path,
-        _ => rest,
-    };
-    // A tag is after the last ':' of the path (the registry's port is already gone).
-    let (repository, tag) = match path.rsplit_once(':') {
-        Some((repo, tag)) => (repo, Some(tag)),
-        None => (path, None),
-    };
-    ImageRef { repository, tag, digest }
-}
-
 /// Derives the flavor from the mysql container's image as users write it: `mysql:8.4`,
 /// `docker.io/library/mysql:8.0.40`, `registry:5000/mirror/mysql:8.4@sha256:…`, `mariadb:11.4`,
 /// `percona/percona-server:8.0`, `mysql:lts`.
 pub fn flavor_from_image(image: &str) -> Result<Flavor, ImageFlavorError> {
-    let reference = parse_image(image);
-    let name = reference.repository.rsplit('/').next().unwrap_or_default();
-    let parent = reference.repository.rsplit('/').nth(1);
+    let reference = ImageRef::parse(image);
+    let (name, parent) = (reference.name(), reference.namespace());
     if name == "mariadb" || (name == "server" && parent == Some("mariadb")) {
         return Ok(Flavor::Mariadb);
     }
@@ -257,6 +230,8 @@ mod tests {
             ("mariadb", Flavor::Mariadb),
             ("docker.io/mariadb/server:10.11", Flavor::Mariadb),
             ("mariadb:10.11@sha256:abc", Flavor::Mariadb),
+            // An upper-case first component is a registry host, as the runtime reads it.
+            ("Mirror/mysql:8.0", Flavor::Mysql80),
         ];
         for (image, expected) in cases {
             assert_eq!(flavor_from_image(image), Ok(expected), "{image}");
@@ -274,19 +249,6 @@ mod tests {
             Err(ImageFlavorError::UnsupportedVersion { version, .. }) if version == "9.1"
         ));
         assert!(matches!(flavor_from_image("mysql:8"), Err(ImageFlavorError::NoVersion { .. })));
-    }
-
-    #[test]
-    fn parses_registry_port_tag_and_digest_apart() {
-        assert_eq!(
-            parse_image("registry.example.com:5000/mirror/mysql:8.4@sha256:ff"),
-            ImageRef { repository: "mirror/mysql", tag: Some("8.4"), digest: Some("sha256:ff") }
-        );
-        assert_eq!(parse_image("mysql"), ImageRef { repository: "mysql", tag: None, digest: None });
-        assert_eq!(
-            parse_image("percona/percona-server:8.0"),
-            ImageRef { repository: "percona/percona-server", tag: Some("8.0"), digest: None }
-        );
     }
 
     #[test]

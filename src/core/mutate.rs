@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::consts::{ANNOTATION_RESTORE_FROM, ANNOTATION_STORAGE, VOLUME_DATA};
 use crate::expand::expand;
-use crate::plan::{Invalid, Plan, parse_restore_from, plan};
+use crate::plan::{Plan, PlanError, parse_restore_from, plan};
 
 /// What the request does to the object.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +44,7 @@ pub enum MutateError {
     Malformed(#[source] serde_json::Error),
     /// A well-formed StatefulSet that can't be expanded as asked: the user's mistake, denied.
     #[error(transparent)]
-    Invalid(#[from] Invalid),
+    Refused(#[from] PlanError),
 }
 
 /// Expands `object` (a StatefulSet as JSON), or `None` when it isn't opted in.
@@ -90,22 +90,22 @@ fn parse(object: &Value) -> Result<StatefulSet, MutateError> {
 
 /// An update can't add what only a create can: the claim template and the service name are
 /// immutable, so a StatefulSet created without the expansion can't be converted in place.
-fn check_update(old: &StatefulSet, plan: &Plan, warnings: &mut Vec<String>) -> Result<(), Invalid> {
+fn check_update(old: &StatefulSet, plan: &Plan, warnings: &mut Vec<String>) -> Result<(), PlanError> {
     let spec = old.spec.as_ref();
     if spec.and_then(|s| s.service_name.as_deref()).is_none_or(str::is_empty) {
-        return Err(Invalid::NoServiceNameOnUpdate);
+        return Err(PlanError::NoServiceNameOnUpdate);
     }
     // Only a new StatefulSet's first member starts from a backup: one that runs has its data.
     if let Some(restore) = &plan.backups.restore {
         let before = old.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_RESTORE_FROM));
         let before = before.and_then(|value| parse_restore_from(value).ok());
         if before != Some((restore.source.clone(), restore.id.clone())) {
-            return Err(Invalid::RestoreOnUpdate);
+            return Err(PlanError::RestoreOnUpdate);
         }
     }
     let claims = spec.and_then(|s| s.volume_claim_templates.as_deref()).unwrap_or_default();
     let Some(data) = claims.iter().find(|c| c.metadata.name.as_deref() == Some(VOLUME_DATA)) else {
-        return Err(Invalid::NotExpandedAtCreation);
+        return Err(PlanError::NotExpandedAtCreation);
     };
     let size = data.spec.as_ref().and_then(|s| s.resources.as_ref()).and_then(|r| r.requests.as_ref());
     let size = size.and_then(|r| r.get("storage")).map(|q| q.0.as_str());

@@ -1,8 +1,12 @@
-//! The command line: commands and flags of DESIGN §1, each flag also readable from an
-//! environment variable. Parsing only; `main` dispatches.
+//! The command line: commands and flags (README.md, one section per command), each flag also readable
+//! from an environment variable; and the offline commands beside the server ([`check`]).
+//! Parsing here; `main` dispatches.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub mod check;
+pub mod commands;
 
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
@@ -80,8 +84,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MYSQL_WEBHOOK_POLICIES")]
     pub policies: Option<PathBuf>,
     /// Directory for precompiled policies, so a restart doesn't compile them again (created if missing).
-    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE", default_value_os_t = crate::policy::default_cache_dir())]
-    pub policy_cache: PathBuf,
+    /// [default: $XDG_CACHE_HOME/mysql-webhook or $HOME/.cache/mysql-webhook; with neither, none]
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE")]
+    pub policy_cache: Option<PathBuf>,
     /// Don't run the companion controller.
     #[arg(long, env = "MYSQL_WEBHOOK_NO_CONTROLLER")]
     pub no_controller: bool,
@@ -127,8 +132,9 @@ pub struct CheckArgs {
     #[arg(long, short = 'o', env = "MYSQL_WEBHOOK_OUTPUT", value_enum, default_value = "text")]
     pub output: CheckOutput,
     /// Directory for precompiled policies (created if missing).
-    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE", default_value_os_t = crate::policy::default_cache_dir())]
-    pub policy_cache: PathBuf,
+    /// [default: $XDG_CACHE_HOME/mysql-webhook or $HOME/.cache/mysql-webhook; with neither, none]
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE")]
+    pub policy_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -151,7 +157,14 @@ pub struct CertsArgs {
     /// Validity of the serving certificate in days (the CA gets twice as long).
     #[arg(long, env = "MYSQL_WEBHOOK_CERTS_DAYS", default_value_t = 365)]
     pub days: u32,
-    /// Overwrite existing files.
+    /// An IP address the webhook is reached at, added to the certificate (repeat for more).
+    #[arg(long = "ip", value_name = "ADDRESS")]
+    pub ips: Vec<std::net::IpAddr>,
+    /// Sign a new serving certificate with the CA already in --out (ca.crt, ca.key), keeping the
+    /// caBundle; overwrites tls.crt and tls.key.
+    #[arg(long, conflicts_with = "force")]
+    pub renew: bool,
+    /// Overwrite existing files (a new CA: the caBundle changes).
     #[arg(long)]
     pub force: bool,
 }

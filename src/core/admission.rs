@@ -1,7 +1,7 @@
 //! AdmissionReview `admission.k8s.io/v1` in, verdict out: the webhook's decisions without HTTP.
 //!
 //! Three outcomes are kept apart (as in linkerd's policy controller):
-//! - [`Rejection`]: the body is not a usable review — answered with an HTTP 4xx and a message;
+//! - [`ReviewError`]: the body is not a usable review — answered with an HTTP 4xx and a message;
 //! - a denial: a valid review of an object that can't be admitted — an AdmissionReview with
 //!   `allowed: false`, a 4xx `status.code` and a message kubectl shows;
 //! - an allow, with the engine's JSON Patch and warnings for `/mutate`, or the policies'
@@ -10,7 +10,8 @@
 //! `/validate` runs the policies on what the API server will store: the expanded StatefulSet
 //! (expanded again here, which changes nothing when `/mutate` already ran), or for a scale the
 //! parent StatefulSet with the requested replicas. Finding the parent and running the policies
-//! are the server's (IO); deciding what to run and what to answer is here.
+//! are the server's (IO); deciding what to run and what to answer is here, pure, so that every
+//! decision is tested without a socket (`tests/admission.rs`).
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -18,15 +19,42 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::consts::{ADMISSION_API_VERSION as API_VERSION, ADMISSION_REVIEW_KIND as KIND};
-use crate::metrics::Outcome;
-use crate::policy::Evaluation;
-use crate::policy::request::{Gvk, PolicyRequest};
+use crate::policy_request::{Gvk, PolicyRequest};
 use crate::{MutateError, mutate_statefulset};
 
-/// A body that is not a usable AdmissionReview; the message says what is wrong.
+/// A body that is not a usable AdmissionReview (an invalid request, not a denial); the message
+/// says what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct Rejection(pub String);
+pub struct ReviewError(pub String);
+
+/// How an admission request ended: the metrics' label and the log's field.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Outcome {
+    /// Allowed without a patch.
+    Allowed,
+    /// Allowed with a patch.
+    Patched,
+    /// Answered `allowed: false`.
+    Denied,
+    /// Not a usable AdmissionReview: answered with an HTTP 4xx.
+    Invalid,
+    /// The webhook's own failure: answered with an HTTP 500.
+    Error,
+}
+
+impl Outcome {
+    /// The label value and log field: lower case, like every other label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Patched => "patched",
+            Outcome::Denied => "denied",
+            Outcome::Invalid => "invalid",
+            Outcome::Error => "error",
+        }
+    }
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -141,22 +169,22 @@ impl Response {
 
 /// Parses a review and checks what every handler relies on: version, kind, request, uid,
 /// operation.
-pub fn parse(body: &[u8]) -> Result<Request, Rejection> {
+pub fn parse(body: &[u8]) -> Result<Request, ReviewError> {
     let review: Review = serde_json::from_slice(body)
-        .map_err(|e| Rejection(format!("the body is not an AdmissionReview: {e}")))?;
+        .map_err(|e| ReviewError(format!("the body is not an AdmissionReview: {e}")))?;
     match review.api_version.as_deref() {
         Some(API_VERSION) => {}
-        other => return Err(Rejection(format!("apiVersion must be {API_VERSION}, not {other:?}"))),
+        other => return Err(ReviewError(format!("apiVersion must be {API_VERSION}, not {other:?}"))),
     }
     if review.kind.as_deref() != Some(KIND) {
-        return Err(Rejection(format!("kind must be {KIND}, not {:?}", review.kind)));
+        return Err(ReviewError(format!("kind must be {KIND}, not {:?}", review.kind)));
     }
-    let request = review.request.ok_or_else(|| Rejection("the AdmissionReview has no request".into()))?;
+    let request = review.request.ok_or_else(|| ReviewError("the AdmissionReview has no request".into()))?;
     if request.uid.is_empty() {
-        return Err(Rejection("request.uid is missing".into()));
+        return Err(ReviewError("request.uid is missing".into()));
     }
     if request.operation.is_empty() {
-        return Err(Rejection("request.operation is missing".into()));
+        return Err(ReviewError("request.operation is missing".into()));
     }
     Ok(request)
 }
@@ -186,11 +214,13 @@ impl Request {
     }
 
     /// The object (and, on UPDATE, the stored object) as StatefulSets.
-    fn statefulsets(&self) -> Result<(StatefulSet, Option<StatefulSet>), Rejection> {
-        let object = self.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
+    fn statefulsets(&self) -> Result<(StatefulSet, Option<StatefulSet>), ReviewError> {
+        let object = self.object.as_deref().ok_or_else(|| ReviewError("request.object is missing".into()))?;
         let old = match self.operation.as_str() {
             "UPDATE" => Some(
-                self.old_object.as_deref().ok_or_else(|| Rejection("request.oldObject is missing".into()))?,
+                self.old_object
+                    .as_deref()
+                    .ok_or_else(|| ReviewError("request.oldObject is missing".into()))?,
             ),
             _ => None,
         };
@@ -198,7 +228,7 @@ impl Request {
         // decode can't come from it, so the request itself is invalid.
         let parse = |raw: &RawValue, field: &str| {
             serde_json::from_str::<StatefulSet>(raw.get())
-                .map_err(|e| Rejection(format!("request.{field} is not a valid apps/v1 StatefulSet: {e}")))
+                .map_err(|e| ReviewError(format!("request.{field} is not a valid apps/v1 StatefulSet: {e}")))
         };
         Ok((parse(object, "object")?, old.map(|o| parse(o, "oldObject")).transpose()?))
     }
@@ -244,7 +274,7 @@ struct ScaleSpec {
 
 /// `/mutate`: the engine's patch for an opted-in StatefulSet; everything else is allowed as is.
 /// Dry-run requests are answered the same way: the webhook has no side effects.
-pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
+pub fn mutate_review(request: &Request) -> Result<Response, ReviewError> {
     if !request.is_statefulset_write() {
         return Ok(Response::allow(&request.uid));
     }
@@ -266,12 +296,12 @@ pub fn mutate_review(request: &Request) -> Result<Response, Rejection> {
 }
 
 /// The answer when the expansion refuses the object.
-fn expansion_refused(request: &Request, error: MutateError) -> Result<Response, Rejection> {
+fn expansion_refused(request: &Request, error: MutateError) -> Result<Response, ReviewError> {
     match error {
         // A valid StatefulSet the user must fix: 422 like the API server's own validation.
-        MutateError::Invalid(invalid) => Ok(Response::deny(&request.uid, 422, invalid.to_string())),
+        MutateError::Refused(invalid) => Ok(Response::deny(&request.uid, 422, invalid.to_string())),
         // Decoded already, so only re-serialising the object for the patch could fail here.
-        MutateError::Malformed(e) => Err(Rejection(format!("request.object can't be expanded: {e}"))),
+        MutateError::Malformed(e) => Err(ReviewError(format!("request.object can't be expanded: {e}"))),
     }
 }
 
@@ -287,15 +317,15 @@ pub enum Validation {
 }
 
 /// Decides what `/validate` runs.
-pub fn validation(request: &Request) -> Result<Validation, Rejection> {
+pub fn validation(request: &Request) -> Result<Validation, ReviewError> {
     if request.is_statefulset_scale() {
         let object =
-            request.object.as_deref().ok_or_else(|| Rejection("request.object is missing".into()))?;
+            request.object.as_deref().ok_or_else(|| ReviewError("request.object is missing".into()))?;
         let scale: Scale = serde_json::from_str(object.get())
-            .map_err(|e| Rejection(format!("request.object is not a valid autoscaling/v1 Scale: {e}")))?;
+            .map_err(|e| ReviewError(format!("request.object is not a valid autoscaling/v1 Scale: {e}")))?;
         let replicas = scale.spec.and_then(|s| s.replicas).unwrap_or(0);
         let (Some(namespace), Some(name)) = (request.namespace.clone(), request.name.clone()) else {
-            return Err(Rejection(
+            return Err(ReviewError(
                 "a statefulsets/scale request needs request.namespace and request.name".into(),
             ));
         };
@@ -322,15 +352,14 @@ pub fn scale_request(request: &Request, parent: &StatefulSet, replicas: i32) -> 
     request.policy_request(&scaled, Some(parent))
 }
 
-/// The answer for the policies' evaluation: denied (403, every denial with its policy's name)
-/// when an enforced policy denies, allowed otherwise; warnings either way.
-pub fn evaluation_response(request: &Request, evaluation: &Evaluation) -> Response {
-    let denials = evaluation.denials();
+/// The answer for the policies' evaluation: denied (403, every denial with its policy's name,
+/// in order) when an enforced policy denies, allowed otherwise; warnings either way.
+pub fn evaluation_response(request: &Request, denials: &[String], warnings: Vec<String>) -> Response {
     let mut response = match denials.is_empty() {
         true => Response::allow(&request.uid),
         false => Response::deny(&request.uid, 403, denials.join("; ")),
     };
-    response.warnings = evaluation.warnings();
+    response.warnings = warnings;
     response
 }
 

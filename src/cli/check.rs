@@ -1,4 +1,4 @@
-//! `mysql-webhook check` (DESIGN §1): the policies, offline, on the expanded manifests, as the
+//! `mysql-webhook check` (README.md): the policies, offline, on the expanded manifests, as the
 //! webhook's `/validate` would run them on a CREATE. For CI: exit 0 when everything passes, 1
 //! when an enforced policy denies, 2 on bad input; findings per object and policy, as aligned
 //! text or JSON.
@@ -8,9 +8,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::consts::LABEL_MANAGED;
-use crate::manifests::{self, InputError};
-use crate::policy::request::PolicyRequest;
+use mysql_webhook_core::consts::LABEL_MANAGED;
+use mysql_webhook_core::manifests::{self, InputError};
+use mysql_webhook_core::policy_request::PolicyRequest;
+
 use crate::policy::{Evaluation, Failure, FindingResult, Mode, Policies};
 
 /// The user `check` evaluates as, so policies that look at `userInfo` see someone.
@@ -36,10 +37,20 @@ pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
     let output = manifests::expand_documents(documents, None)?;
     let user: Box<RawValue> = RawValue::from_string(CHECK_USER.to_owned()).expect("a JSON object");
     let mut objects = Vec::new();
-    let statefulsets = output.documents.iter().flat_map(manifests::objects);
-    for (index, object) in statefulsets.filter(|object| is_managed_statefulset(object)).enumerate() {
-        let statefulset = StatefulSet::deserialize(object)
-            .expect("the expansion only emits StatefulSets that parse, having parsed them itself");
+    let documents = output.documents.iter().enumerate();
+    let statefulsets = documents
+        .flat_map(|(position, document)| {
+            manifests::objects(document).into_iter().map(move |object| (position, object))
+        })
+        .filter(|(_, object)| is_managed_statefulset(object));
+    for (index, (position, object)) in statefulsets.enumerate() {
+        // Labelled as managed by hand, or by an earlier run, without being opted in: it was
+        // not expanded, so it may not even be a StatefulSet the policies can read.
+        let statefulset = StatefulSet::deserialize(object).map_err(|e| InputError::Document {
+            index: position + 1,
+            label: manifests::label(object),
+            problem: format!("labelled {LABEL_MANAGED}=true but not a valid apps/v1 StatefulSet: {e}"),
+        })?;
         let namespace = statefulset.metadata.namespace.clone();
         let name = statefulset.metadata.name.clone().unwrap_or_default();
         let uid = format!("check-{}", index + 1);
@@ -52,6 +63,7 @@ pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
 
 fn is_managed_statefulset(object: &Value) -> bool {
     object.get("kind").and_then(Value::as_str) == Some("StatefulSet")
+        && object.get("apiVersion").and_then(Value::as_str) == Some("apps/v1")
         && object
             .pointer("/metadata/labels")
             .and_then(|labels| labels.get(LABEL_MANAGED))

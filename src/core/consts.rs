@@ -66,6 +66,8 @@ pub const ADMISSION_REVIEW_KIND: &str = "AdmissionReview";
 pub const TLS_CA_FILE: &str = "ca.crt";
 pub const TLS_CERT_FILE: &str = "tls.crt";
 pub const TLS_KEY_FILE: &str = "tls.key";
+/// The CA's key, written by `certs` beside `ca.crt` for renewals; never part of the served Secret.
+pub const TLS_CA_KEY_FILE: &str = "ca.key";
 
 /// Prefix of every metric the webhook exports.
 pub const METRICS_PREFIX: &str = "mysql_webhook";

@@ -106,7 +106,7 @@ fn expand_object(
     let mutation = match mutate(object, Operation::Create, None) {
         Ok(Some(mutation)) => mutation,
         Ok(None) => return Ok(Vec::new()),
-        Err(MutateError::Invalid(invalid)) => return Err(fail(invalid.to_string())),
+        Err(MutateError::Refused(invalid)) => return Err(fail(invalid.to_string())),
         Err(MutateError::Malformed(e)) => return Err(fail(format!("not a valid apps/v1 StatefulSet: {e}"))),
     };
     json_patch::patch(object, &mutation.patch)
@@ -168,7 +168,7 @@ fn identity(object: &Value) -> Option<Identity> {
 }
 
 /// `Kind/name` for messages, as far as the document says.
-fn label(object: &Value) -> String {
+pub fn label(object: &Value) -> String {
     let kind = object.get("kind").and_then(Value::as_str).unwrap_or("object");
     match object.pointer("/metadata/name").and_then(Value::as_str) {
         Some(name) => format!("{kind}/{name}"),

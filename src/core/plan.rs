@@ -10,12 +10,14 @@ use k8s_openapi::api::core::v1::{Container, EnvVar};
 
 use crate::consts::*;
 use crate::flavor::{Flavor, ImageFlavorError, flavor_from_image};
-use crate::quantity;
+use crate::image;
+use crate::names::NameRule;
+use crate::quantity::Quantity;
 
 /// Why a StatefulSet can't be expanded. Each message names what was wrong and what is accepted;
 /// the webhook returns it as the denial, the CLI prints it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Invalid {
+pub enum PlanError {
     #[error("annotation {key}: {value:?} is not accepted; use \"true\" or \"false\"")]
     NotBoolean { key: &'static str, value: String },
     #[error("annotation {key} is not known; known annotations: {}", KNOWN_ANNOTATIONS.join(", "))]
@@ -169,8 +171,8 @@ pub enum Target {
 
 impl Target {
     /// Parses `pvc://<claim>/<prefix>` or `s3://<bucket>/<prefix>`; the prefix may be empty.
-    pub fn parse(key: &'static str, value: &str) -> Result<Target, Invalid> {
-        let bad = |reason: &str| Invalid::BadTarget { key, value: value.into(), reason: reason.into() };
+    pub fn parse(key: &'static str, value: &str) -> Result<Target, PlanError> {
+        let bad = |reason: &str| PlanError::BadTarget { key, value: value.into(), reason: reason.into() };
         let (scheme, rest) = value.split_once("://").ok_or_else(|| bad("it has no scheme"))?;
         let (root, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let prefix = prefix.trim_end_matches('/');
@@ -258,7 +260,7 @@ pub struct Backups {
 }
 
 /// Is this StatefulSet opted in? `Ok(false)` for no annotation or `"false"`.
-pub fn is_replicated(sts: &StatefulSet) -> Result<bool, Invalid> {
+pub fn is_replicated(sts: &StatefulSet) -> Result<bool, PlanError> {
     match annotation(sts, ANNOTATION_REPLICATED) {
         None => Ok(false),
         Some(value) => parse_bool(ANNOTATION_REPLICATED, value),
@@ -267,16 +269,16 @@ pub fn is_replicated(sts: &StatefulSet) -> Result<bool, Invalid> {
 
 /// Plans the expansion of `sts`, or `None` when it isn't opted in. `namespace` is the request's
 /// namespace, used when the object doesn't carry one.
-pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, Invalid> {
+pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, PlanError> {
     if !is_replicated(sts)? {
         return Ok(None);
     }
     for key in annotations(sts).keys() {
         if key.starts_with(PREFIX) && !KNOWN_ANNOTATIONS.contains(&key.as_str()) {
-            return Err(Invalid::UnknownAnnotation { key: key.clone() });
+            return Err(PlanError::UnknownAnnotation { key: key.clone() });
         }
     }
-    let name = sts.metadata.name.clone().filter(|n| !n.is_empty()).ok_or(Invalid::NoName)?;
+    let name = sts.metadata.name.clone().filter(|n| !n.is_empty()).ok_or(PlanError::NoName)?;
     let mut defaults = Vec::new();
 
     let spec = sts.spec.as_ref();
@@ -309,14 +311,16 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         }
     };
     if read_service == service_name {
-        return Err(Invalid::ReadServiceClash { value: read_service });
+        return Err(PlanError::ReadServiceClash { value: read_service });
     }
 
     let storage = match annotation(sts, ANNOTATION_STORAGE) {
-        Some(value) => match quantity::parse(value) {
-            None => return Err(Invalid::BadStorage { value: value.into() }),
-            Some(size) if size < 1.0 => return Err(Invalid::StorageNotPositive { value: value.into() }),
-            Some(_) => value.to_owned(),
+        Some(value) => match Quantity::parse(value) {
+            Err(_) => return Err(PlanError::BadStorage { value: value.into() }),
+            Ok(size) if size < Quantity::from_units(1) => {
+                return Err(PlanError::StorageNotPositive { value: value.into() });
+            }
+            Ok(_) => value.to_owned(),
         },
         None => DEFAULT_STORAGE.to_owned(),
     };
@@ -336,23 +340,23 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
     let containers = pod.map(|p| p.containers.as_slice()).unwrap_or_default();
     let mysql_container = mysql_container_index(containers)?;
     let mysql = &containers[mysql_container];
-    let mysql_image = mysql.image.clone().filter(|i| !i.trim().is_empty()).ok_or(Invalid::NoImage)?;
+    let mysql_image = mysql.image.clone().filter(|i| !i.trim().is_empty()).ok_or(PlanError::NoImage)?;
 
     let (flavor, flavor_source) = match annotation(sts, ANNOTATION_FLAVOR) {
         Some(value) => (
-            Flavor::parse(value).ok_or_else(|| Invalid::UnknownFlavor { value: value.into() })?,
+            Flavor::parse(value).ok_or_else(|| PlanError::UnknownFlavor { value: value.into() })?,
             FlavorSource::Annotation,
         ),
         None => {
             let flavor =
-                flavor_from_image(&mysql_image).map_err(|source| Invalid::FlavorNotDerivable { source })?;
+                flavor_from_image(&mysql_image).map_err(|source| PlanError::FlavorNotDerivable { source })?;
             defaults.push(format!("flavor {flavor} derived from image {mysql_image:?}"));
             (flavor, FlavorSource::Image)
         }
     };
     let backup_image = match annotation(sts, ANNOTATION_BACKUP_IMAGE) {
-        Some(value) if is_image_reference(value) => value.to_owned(),
-        Some(value) => return Err(Invalid::BadImage { value: value.into() }),
+        Some(value) if image::is_plausible(value) => value.to_owned(),
+        Some(value) => return Err(PlanError::BadImage { value: value.into() }),
         None => flavor.default_backup_image(&mysql_image),
     };
     check_password_env(&mysql.env, flavor, &secret)?;
@@ -360,9 +364,9 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
     let selector = spec
         .and_then(|s| s.selector.match_labels.clone())
         .filter(|labels| !labels.is_empty())
-        .ok_or(Invalid::NoSelectorLabels)?;
+        .ok_or(PlanError::NoSelectorLabels)?;
     if spec.and_then(|s| s.pod_management_policy.as_deref()) == Some("Parallel") {
-        return Err(Invalid::ParallelPods);
+        return Err(PlanError::ParallelPods);
     }
     if annotation(sts, ANNOTATION_STORAGE).is_none() {
         defaults.push(format!("storage {DEFAULT_STORAGE} per member"));
@@ -401,7 +405,7 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
 
 /// The backup, restore and archiving annotations: each value checked, and the combinations that
 /// can't work (a schedule without a target, S3 without its Secret…) refused.
-fn plan_backups(sts: &StatefulSet) -> Result<Backups, Invalid> {
+fn plan_backups(sts: &StatefulSet) -> Result<Backups, PlanError> {
     let target = annotation(sts, ANNOTATION_BACKUP_TARGET)
         .map(|value| Target::parse(ANNOTATION_BACKUP_TARGET, value))
         .transpose()?;
@@ -409,13 +413,13 @@ fn plan_backups(sts: &StatefulSet) -> Result<Backups, Invalid> {
         .map(|value| {
             check_cron(value)
                 .map(|()| value.trim().to_owned())
-                .map_err(|reason| Invalid::BadSchedule { value: value.into(), reason })
+                .map_err(|reason| PlanError::BadSchedule { value: value.into(), reason })
         })
         .transpose()?;
     let keep = match annotation(sts, ANNOTATION_BACKUP_KEEP) {
         Some(value) => match value.parse::<u32>() {
             Ok(keep) if keep >= 1 && value.bytes().all(|b| b.is_ascii_digit()) => keep,
-            _ => return Err(Invalid::BadKeep { value: value.into() }),
+            _ => return Err(PlanError::BadKeep { value: value.into() }),
         },
         None => DEFAULT_BACKUP_KEEP,
     };
@@ -423,8 +427,8 @@ fn plan_backups(sts: &StatefulSet) -> Result<Backups, Invalid> {
         .map(|value| check_subdomain(ANNOTATION_BACKUP_SECRET, "Secret name", value))
         .transpose()?;
     let client_image = match annotation(sts, ANNOTATION_BACKUP_CLIENT_IMAGE) {
-        Some(value) if is_image_reference(value) => value.to_owned(),
-        Some(value) => return Err(Invalid::BadClientImage { value: value.into() }),
+        Some(value) if image::is_plausible(value) => value.to_owned(),
+        Some(value) => return Err(PlanError::BadClientImage { value: value.into() }),
         None => BACKUP_CLIENT_IMAGE.to_owned(),
     };
     let archive = match annotation(sts, ANNOTATION_BINLOG_ARCHIVE) {
@@ -432,12 +436,12 @@ fn plan_backups(sts: &StatefulSet) -> Result<Backups, Invalid> {
         None => false,
     };
     let flush = annotation(sts, ANNOTATION_BINLOG_FLUSH_INTERVAL)
-        .map(|value| parse_interval(value).ok_or_else(|| Invalid::BadFlushInterval { value: value.into() }))
+        .map(|value| parse_interval(value).ok_or_else(|| PlanError::BadFlushInterval { value: value.into() }))
         .transpose()?;
     let restore = annotation(sts, ANNOTATION_RESTORE_FROM).map(parse_restore_from).transpose()?;
     let to_time = annotation(sts, ANNOTATION_RESTORE_TO_TIME).map(parse_rfc3339).transpose()?;
 
-    let requires = |key, needs, why| Err(Invalid::Requires { key, needs, why });
+    let requires = |key, needs, why| Err(PlanError::Requires { key, needs, why });
     if schedule.is_some() && target.is_none() {
         return requires(ANNOTATION_BACKUP_SCHEDULE, ANNOTATION_BACKUP_TARGET, "it says where backups go");
     }
@@ -478,7 +482,7 @@ fn plan_backups(sts: &StatefulSet) -> Result<Backups, Invalid> {
             if let (Some(time), Some(taken)) = (&to_time, backup_id_time(&id))
                 && *time < taken
             {
-                return Err(Invalid::RestoreTimeBeforeBackup { value: time.clone(), id, taken });
+                return Err(PlanError::RestoreTimeBeforeBackup { value: time.clone(), id, taken });
             }
             Some(Restore { source, id, to_time })
         }
@@ -497,8 +501,8 @@ fn plan_backups(sts: &StatefulSet) -> Result<Backups, Invalid> {
 }
 
 /// `<target>/<backup-id>` or `<target>/latest`.
-pub fn parse_restore_from(value: &str) -> Result<(Target, String), Invalid> {
-    let bad = |reason: &str| Invalid::BadRestoreFrom { value: value.into(), reason: reason.into() };
+pub fn parse_restore_from(value: &str) -> Result<(Target, String), PlanError> {
+    let bad = |reason: &str| PlanError::BadRestoreFrom { value: value.into(), reason: reason.into() };
     let (target, id) = value.trim_end_matches('/').rsplit_once('/').ok_or_else(|| bad("no backup id"))?;
     if id != "latest" && backup_id_time(id).is_none() {
         return Err(bad(&format!("{id:?} is neither a backup id (YYYYMMDDTHHMMSSZ) nor latest")));
@@ -525,9 +529,9 @@ pub fn backup_id_time(id: &str) -> Option<String> {
 
 /// An RFC 3339 time, normalised to UTC with whole seconds (`2026-12-02T03:00:00Z`): what the
 /// scripts compare as strings and give `mariadb-binlog --stop-datetime`.
-fn parse_rfc3339(value: &str) -> Result<String, Invalid> {
+fn parse_rfc3339(value: &str) -> Result<String, PlanError> {
     use time::format_description::well_known::Rfc3339;
-    let bad = || Invalid::BadRestoreTime { value: value.into() };
+    let bad = || PlanError::BadRestoreTime { value: value.into() };
     let time = time::OffsetDateTime::parse(value, &Rfc3339).map_err(|_| bad())?;
     let utc = time.to_offset(time::UtcOffset::UTC);
     Ok(format!(
@@ -629,14 +633,14 @@ pub fn check_cron(value: &str) -> Result<(), String> {
 }
 
 /// The mysql container: the one named `mysql`, or the only one.
-pub fn mysql_container_index(containers: &[Container]) -> Result<usize, Invalid> {
+pub fn mysql_container_index(containers: &[Container]) -> Result<usize, PlanError> {
     if let Some(index) = containers.iter().position(|c| c.name == CONTAINER_MYSQL) {
         return Ok(index);
     }
     match containers.len() {
-        0 => Err(Invalid::NoContainers),
+        0 => Err(PlanError::NoContainers),
         1 => Ok(0),
-        _ => Err(Invalid::NoMysqlContainer { names: containers.iter().map(|c| c.name.clone()).collect() }),
+        _ => Err(PlanError::NoMysqlContainer { names: containers.iter().map(|c| c.name.clone()).collect() }),
     }
 }
 
@@ -649,74 +653,49 @@ fn annotation<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
     annotations(sts).get(key).map(String::as_str)
 }
 
-fn parse_bool(key: &'static str, value: &str) -> Result<bool, Invalid> {
+fn parse_bool(key: &'static str, value: &str) -> Result<bool, PlanError> {
     match value {
         "true" => Ok(true),
         "false" => Ok(false),
-        _ => Err(Invalid::NotBoolean { key, value: value.into() }),
+        _ => Err(PlanError::NotBoolean { key, value: value.into() }),
     }
 }
 
 /// The root password must come from the Secret: an empty, random or literal one would leave the
 /// probes, the sidecar and the operators without it.
-fn check_password_env(env: &Option<Vec<EnvVar>>, flavor: Flavor, secret: &str) -> Result<(), Invalid> {
+fn check_password_env(env: &Option<Vec<EnvVar>>, flavor: Flavor, secret: &str) -> Result<(), PlanError> {
     for var in env.iter().flatten() {
         if flavor.insecure_password_envs().contains(&var.name.as_str()) {
-            return Err(Invalid::InsecurePassword { name: var.name.clone(), secret: secret.into() });
+            return Err(PlanError::InsecurePassword { name: var.name.clone(), secret: secret.into() });
         }
         let is_root_password = var.name == "MYSQL_ROOT_PASSWORD" || var.name == "MARIADB_ROOT_PASSWORD";
         if is_root_password && var.value_from.is_none() {
-            return Err(Invalid::LiteralPassword { name: var.name.clone(), secret: secret.into() });
+            return Err(PlanError::LiteralPassword { name: var.name.clone(), secret: secret.into() });
         }
     }
     Ok(())
 }
 
-/// RFC 1123 subdomain (ConfigMap, Secret and StorageClass names).
-fn check_subdomain(key: &'static str, what: &'static str, value: &str) -> Result<String, Invalid> {
-    let ok = !value.is_empty()
-        && value.len() <= 253
-        && value.split('.').all(|label| {
-            !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        });
-    if ok {
+/// A ConfigMap, Secret or StorageClass name.
+fn check_subdomain(key: &'static str, what: &'static str, value: &str) -> Result<String, PlanError> {
+    let rule = NameRule::Dns1123Subdomain;
+    if rule.accepts(value) {
         Ok(value.to_owned())
     } else {
-        Err(Invalid::BadName {
-            key,
-            value: value.into(),
-            what,
-            rule: "use lowercase letters, digits, '-' and '.', starting and ending with a letter or digit, at most 253 characters",
-        })
+        Err(PlanError::BadName { key, value: value.into(), what, rule: rule.description() })
     }
 }
 
-/// RFC 1035 label (Service names): the DNS names peers use depend on it.
-fn check_service_name(what: &'static str, value: &str, hint: impl FnOnce() -> String) -> Result<(), Invalid> {
-    let ok = !value.is_empty()
-        && value.len() <= 63
-        && value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && value.starts_with(|c: char| c.is_ascii_lowercase())
-        && !value.ends_with('-');
-    if ok {
+/// A Service name: the DNS names peers use depend on it.
+fn check_service_name(
+    what: &'static str,
+    value: &str,
+    hint: impl FnOnce() -> String,
+) -> Result<(), PlanError> {
+    let rule = NameRule::Dns1035Label;
+    if rule.accepts(value) {
         Ok(())
     } else {
-        Err(Invalid::BadServiceName {
-            what,
-            value: value.into(),
-            rule: "lowercase letters, digits and '-', starting with a letter, at most 63 characters",
-            hint: hint(),
-        })
+        Err(PlanError::BadServiceName { what, value: value.into(), rule: rule.description(), hint: hint() })
     }
-}
-
-/// A loose check of an image reference: what the kubelet would certainly refuse.
-fn is_image_reference(value: &str) -> bool {
-    !value.is_empty()
-        && !value.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        && !value.starts_with(['/', ':', '@'])
-        && !value.ends_with([':', '/', '@'])
 }

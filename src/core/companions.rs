@@ -44,8 +44,8 @@ impl Companions {
     }
 }
 
-/// The root and replication passwords of a new credentials Secret. Made by the caller (the pure
-/// core has no randomness); see [`Credentials::generate`].
+/// The root and replication passwords of a new credentials Secret. The caller brings the
+/// random generator (the core does no IO); see [`Credentials::generate`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub root_password: String,
@@ -60,13 +60,12 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Two independent 32-character alphanumeric passwords (about 190 bits each) from the OS's
-    /// cryptographic generator. Alphanumeric: safe in SQL, shell and YAML without quoting.
-    pub fn generate() -> Credentials {
-        use rand::distr::Alphanumeric;
-        use rand::{Rng, TryRngCore};
-        let password =
-            || rand::rngs::OsRng.unwrap_err().sample_iter(Alphanumeric).take(32).map(char::from).collect();
+    /// Two independent 32-character alphanumeric passwords (about 190 bits each) from `rng`,
+    /// which must be a cryptographic generator (the shells pass the OS's). Alphanumeric: safe in
+    /// SQL, shell and YAML without quoting.
+    pub fn generate(rng: &mut impl rand::Rng) -> Credentials {
+        use rand::distr::{Alphanumeric, Distribution};
+        let mut password = || Alphanumeric.sample_iter(&mut *rng).take(32).map(char::from).collect();
         Credentials { root_password: password(), replication_password: password() }
     }
 }

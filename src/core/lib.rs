@@ -1,0 +1,30 @@
+//! The pure core of mysql-webhook: everything decided about a StatefulSet, with no IO, no async
+//! and no clock, so that the webhook, the controller, the CLI and the policy SDK share one
+//! implementation of every rule (ARCHITECTURE.md, "Invariants").
+//!
+//! The path of an object: [`plan`] reads and validates the annotations into a [`Plan`];
+//! [`expand`] builds the replicated pattern (with the shell scripts of [`scripts`] and the
+//! per-server facts of [`flavor`]); [`companions`] renders the objects beside it; [`mutate`]
+//! turns the expansion into the minimal JSON Patch; [`admission`] decides what `/mutate` and
+//! `/validate` answer for a review; [`manifests`] and [`yaml`] do the same for the CLI's
+//! documents. The shared parsers: [`quantity`], [`image`], [`names`].
+
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod companions;
+pub mod consts;
+pub mod expand;
+pub mod flavor;
+pub mod image;
+pub mod manifests;
+pub mod mutate;
+pub mod names;
+pub mod plan;
+pub mod policy_request;
+pub mod quantity;
+pub mod scripts;
+pub mod yaml;
+
+pub use mutate::{MutateError, Mutation, Operation, mutate, mutate_statefulset};
+pub use plan::{Plan, PlanError, plan};
