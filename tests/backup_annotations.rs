@@ -172,9 +172,7 @@ fn good_backup_annotations_are_planned_as_written() {
             ("backup-target", "s3://company-backups/prod/orders/"),
             S3,
             ("backup-keep", "3"),
-            ("binlog-archive", "true"),
             ("restore-from", "s3://company-backups/prod/orders/20261202T030000Z"),
-            ("restore-to-time", "2026-12-02T14:30:00.5+01:00"),
         ],
     ));
     let target = Target::S3 { bucket: "company-backups".into(), prefix: "prod/orders".into() };
@@ -182,20 +180,36 @@ fn good_backup_annotations_are_planned_as_written() {
     assert_eq!(planned.keep, 3);
     assert_eq!(planned.secret.as_deref(), Some("orders-s3"));
     assert_eq!(planned.client_image, "rclone/rclone:1.69.1");
-    assert_eq!(planned.binlog_flush_seconds, Some(300), "5m by default");
     let restore = planned.restore.expect("a restore");
     assert_eq!((restore.source, restore.id.as_str()), (target, "20261202T030000Z"));
-    assert_eq!(restore.to_time.as_deref(), Some("2026-12-02T13:30:00Z"), "normalised to UTC");
 
     let defaults = backups(&base());
     assert_eq!((defaults.target, defaults.schedule, defaults.keep, defaults.restore), (None, None, 7, None));
     let pvc = backups(&with(base(), &[("restore-from", "pvc://backups/latest")]));
     assert_eq!(pvc.restore.unwrap().source, Target::Pvc { claim: "backups".into(), prefix: String::new() });
-    let interval = backups(&with(
+}
+
+#[test]
+fn point_in_time_annotations_are_checked_then_refused_as_not_available_yet() {
+    let archive = with(
         base(),
         &[("binlog-archive", "true"), ("backup-target", "pvc://backups"), ("binlog-flush-interval", "1h30m")],
-    ));
-    assert_eq!(interval.binlog_flush_seconds, Some(5400));
+    );
+    assert_eq!(
+        denial(&archive),
+        "annotation mysql-webhook.io/binlog-archive: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: mysql-webhook.io/restore-from restores a backup as it was taken"
+    );
+    let to_time = with(
+        base(),
+        &[
+            ("restore-from", "pvc://backups/orders/20261202T030000Z"),
+            ("restore-to-time", "2026-12-02T14:30:00.5+01:00"),
+        ],
+    );
+    assert_eq!(
+        denial(&to_time),
+        "annotation mysql-webhook.io/restore-to-time: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: mysql-webhook.io/restore-from restores a backup as it was taken"
+    );
 }
 
 #[test]

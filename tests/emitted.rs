@@ -50,7 +50,7 @@ fn inputs() -> Vec<String> {
     pod["initContainers"] = json!([{"name": "setup", "image": "busybox:1.36", "command": ["true"]}]);
     inputs.push(everything.to_string());
     inputs.push(common::annotated("maria", "mariadb:10.11").to_string());
-    // Backups to S3 with point-in-time archiving, and a restore to a time from a claim.
+    // Backups to S3, and a restore from a claim.
     let mut backed_up = common::annotated("orders", "mariadb:11.4");
     for (key, value) in [
         ("backup-schedule", "0 3 * * *"),
@@ -66,7 +66,6 @@ fn inputs() -> Vec<String> {
         ("backup-schedule", "@daily"),
         ("backup-target", "pvc://backups/orders"),
         ("restore-from", "pvc://backups/orders/20261202T030000Z"),
-        ("restore-to-time", "2026-12-02T14:30:00Z"),
     ] {
         restored = common::with_annotation(restored, &format!("mysql-webhook.io/{key}"), value);
     }

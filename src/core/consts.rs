@@ -119,8 +119,6 @@ pub const EXPORTER_IMAGE: &str = "prom/mysqld-exporter:v0.17.2";
 /// none. Pinned, overridable with [`ANNOTATION_BACKUP_CLIENT_IMAGE`].
 pub const BACKUP_CLIENT_IMAGE: &str = "rclone/rclone:1.69.1";
 pub const DEFAULT_BACKUP_KEEP: u32 = 7;
-/// Default of [`ANNOTATION_BINLOG_FLUSH_INTERVAL`]: the most a point-in-time recovery can lose.
-pub const DEFAULT_BINLOG_FLUSH_INTERVAL: &str = "5m";
 /// Keys of the Secret named by [`ANNOTATION_BACKUP_SECRET`] (an S3 endpoint and its keys).
 pub const BACKUP_SECRET_KEYS: [&str; 4] = ["endpoint", "access-key-id", "secret-access-key", "region"];
 /// The CronJob `<name>-backup`; its containers, and the pods' backup-related containers.
@@ -128,7 +126,6 @@ pub const BACKUP_JOB_SUFFIX: &str = "-backup";
 pub const CONTAINER_TAKE_BACKUP: &str = "take-backup";
 pub const CONTAINER_PUBLISH_BACKUP: &str = "publish-backup";
 pub const CONTAINER_FETCH_BACKUP: &str = "fetch-backup";
-pub const CONTAINER_BINLOG_ARCHIVER: &str = "binlog-archiver";
 /// Volumes and mount paths of the backup machinery.
 pub const VOLUME_SCRATCH: &str = "backup-scratch";
 pub const SCRATCH_DIR: &str = "/mnt/backup";

@@ -120,6 +120,10 @@ pub enum PlanError {
         "annotation {ANNOTATION_RESTORE_FROM} can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
     )]
     RestoreOnUpdate,
+    #[error(
+        "annotation {key}: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: {ANNOTATION_RESTORE_FROM} restores a backup as it was taken"
+    )]
+    PointInTimeNotAvailable { key: &'static str },
 }
 
 /// Where the flavor came from; said back to the user as a warning when it was derived.
@@ -237,8 +241,6 @@ pub struct Restore {
     pub source: Target,
     /// A backup id (`YYYYMMDDTHHMMSSZ`, the UTC time it started) or `latest`.
     pub id: String,
-    /// The instant to replay archived binary logs up to, in UTC (`YYYY-MM-DDTHH:MM:SSZ`).
-    pub to_time: Option<String>,
 }
 
 /// The backup annotations, resolved.
@@ -255,8 +257,6 @@ pub struct Backups {
     /// The image the S3 client (and every copy to or from a target) runs from.
     pub client_image: String,
     pub restore: Option<Restore>,
-    /// With `binlog-archive: "true"`: the flush interval in seconds.
-    pub binlog_flush_seconds: Option<u64>,
 }
 
 /// Is this StatefulSet opted in? `Ok(false)` for no annotation or `"false"`.
@@ -484,20 +484,18 @@ fn plan_backups(sts: &StatefulSet) -> Result<Backups, PlanError> {
             {
                 return Err(PlanError::RestoreTimeBeforeBackup { value: time.clone(), id, taken });
             }
-            Some(Restore { source, id, to_time })
+            // Validated above so that a mistake is reported as such; refused because nothing
+            // archives binary logs yet (README "Backups and restore").
+            if to_time.is_some() {
+                return Err(PlanError::PointInTimeNotAvailable { key: ANNOTATION_RESTORE_TO_TIME });
+            }
+            Some(Restore { source, id })
         }
     };
-    Ok(Backups {
-        target,
-        schedule,
-        keep,
-        secret,
-        client_image,
-        restore,
-        binlog_flush_seconds: archive.then(|| {
-            flush.unwrap_or_else(|| parse_interval(DEFAULT_BINLOG_FLUSH_INTERVAL).expect("a valid default"))
-        }),
-    })
+    if archive {
+        return Err(PlanError::PointInTimeNotAvailable { key: ANNOTATION_BINLOG_ARCHIVE });
+    }
+    Ok(Backups { target, schedule, keep, secret, client_image, restore })
 }
 
 /// `<target>/<backup-id>` or `<target>/latest`.

@@ -37,11 +37,6 @@ pub const ENV_REPLICATION_PASSWORD: &str = "REPLICATION_PASSWORD";
 /// member at the primary (the tutorial's name).
 const PENDING_SQL: &str = "change_master_to.sql.in";
 
-/// Directory in the datadir where a point-in-time restore leaves the binary logs to replay
-/// (`binlogs/`), the GTID position to start after (`start-gtid`) and the instant to stop at
-/// (`stop-time`), for the sidecar.
-const PITR_DIR: &str = ".pitr";
-
 /// What the scripts need to know about the StatefulSet.
 #[derive(Debug, Clone, Copy)]
 pub struct Names<'a> {
@@ -149,7 +144,7 @@ chown -R {MYSQL_UID}:{MYSQL_UID} "$datadir"
 /// The first member of a restored StatefulSet: unpack and prepare the backup `fetch-backup` left
 /// (verified) in `.restore`, then move it into place with `mysql/` last, so that the datadir
 /// passes for initialised only once everything is there. The source's replication state is
-/// dropped: the restored member is a primary. Binary logs to replay are handed to the sidecar.
+/// dropped: the restored member is a primary.
 fn restore_first_member(flavor: Flavor) -> String {
     let stream = flavor.stream_tool();
     let tool = flavor.backup_tool();
@@ -175,10 +170,6 @@ if (( ordinal == first )); then
   fi
   rm -f "$staging"/*_binlog_info "$staging"/*_slave_info "$staging"/master*.info "$staging"/relay-log*.info \
     "$staging"/*relay-bin*
-  if [[ -d $restore/binlogs ]]; then
-    mkdir -p "$staging/{PITR_DIR}"
-    mv "$restore/binlogs" "$restore/start-gtid" "$restore/stop-time" "$staging/{PITR_DIR}/"
-  fi
   shopt -s dotglob
   for entry in "$staging"/*; do
     [[ $entry == "$staging/mysql" ]] || mv "$entry" "$datadir"/
@@ -591,7 +582,7 @@ done
 
 /// `fetch-backup`, the init container of a restored StatefulSet (POSIX sh, in the client
 /// image): on the first member with an empty datadir, download the backup (the newest complete
-/// one for `latest`) and, for a point in time, the archived binary logs; check the SHA-256
+/// one for `latest`); check the SHA-256
 /// against the manifest and leave it in `.restore` only when it matches. Any failure names the
 /// backup and the problem and leaves nothing behind.
 pub fn fetch_backup(names: Names<'_>, restore: &Restore) -> String {
@@ -600,7 +591,6 @@ pub fn fetch_backup(names: Names<'_>, restore: &Restore) -> String {
 first={first}
 remote='{remote}'
 id='{id}'
-to_time='{to_time}'
 datadir={DATA_DIR}
 {COMPLETE_BACKUPS}# The container runtime sets HOSTNAME (the pod's name) in every container's environment.
 # shellcheck disable=SC3028
@@ -635,18 +625,6 @@ actual=$(sha256sum "$download/backup.xbstream.gz" | cut -d ' ' -f 1)
 [ -n "$expected" ] || fail "its manifest has no sha256"
 [ "$expected" = "$actual" ] ||
   fail "checksum mismatch: the manifest says sha256 $expected, the data has $actual: the backup is corrupt"
-if [ -n "$to_time" ]; then
-  finished=$(field finished)
-  if expr "$to_time" \< "$finished" > /dev/null; then
-    fail "restore-to-time $to_time is before the backup finished ($finished); choose an earlier backup"
-  fi
-  gtid=$(field gtid)
-  [ -n "$gtid" ] || fail "its manifest has no GTID position to replay binary logs from"
-  rclone copy "$remote/binlogs" "$download/binlogs" || fail "the archived binary logs can't be downloaded"
-  [ -n "$(ls "$download/binlogs")" ] || fail "there are no archived binary logs in $remote/binlogs"
-  printf '%s\n' "$gtid" > "$download/start-gtid"
-  printf '%s\n' "$to_time" > "$download/stop-time"
-fi
 printf '%s\n' "$id" > "$download/id"
 mv "$download" "$datadir/.restore"
 echo "backup $id downloaded and verified (sha256 $actual)"
@@ -654,7 +632,6 @@ echo "backup $id downloaded and verified (sha256 $actual)"
         first = names.first_ordinal,
         remote = remote(&restore.source),
         id = restore.id,
-        to_time = restore.to_time.as_deref().unwrap_or_default(),
     )
 }
 
