@@ -138,7 +138,7 @@ impl Manifests {
     fn mutate_file(path: &Path) -> Manifests {
         let output = Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
             .args(["mutate", "--with-secret", "-f"])
-            .arg(&path)
+            .arg(path)
             .output()
             .expect("running mysql-webhook");
         assert!(
