@@ -1,14 +1,15 @@
 //! The companion controller: for every StatefulSet labelled `mysql-webhook.io/managed=true`, it
 //! server-side applies the ConfigMap, the headless and read Services and the
-//! PodDisruptionBudget the expansion needs (pure builders in `companions`), each with a
-//! controller ownerReference so garbage collection deletes them with the StatefulSet. It creates
-//! the credentials Secret and the members' TLS Secret when they are missing, renews the TLS
-//! certificate before it expires, or applies a cert-manager Certificate instead; a password or a
-//! key is never overwritten or logged. The Secrets are owned by the StatefulSet only when its
-//! claims are deleted with it (`persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`):
-//! otherwise the retained data outlives the StatefulSet and still needs them. Secrets are not
-//! watched (that would need list on every Secret in the cluster): a deleted one comes back at the
-//! next periodic resync, which also renews.
+//! PodDisruptionBudget the expansion needs, and the backup CronJob when one is scheduled (pure
+//! builders in `companions`), each with a controller ownerReference so garbage collection
+//! deletes them with the StatefulSet. It creates the credentials Secret and the members' TLS
+//! Secret when they are missing, renews the TLS certificate before it expires, or applies a
+//! cert-manager Certificate instead; a password or a key is never overwritten or logged. The
+//! Secrets are owned by the StatefulSet only when its claims are deleted with it
+//! (`persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`): otherwise the retained data
+//! outlives the StatefulSet and still needs them. Secrets are not watched (that would need list
+//! on every Secret in the cluster): a deleted one comes back at the next periodic resync, which
+//! also renews.
 //!
 //! Several webhook replicas may reconcile the same StatefulSet at once: server-side apply of the
 //! same desired state with one field manager is idempotent, and a Secret created concurrently
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -144,7 +146,8 @@ pub async fn run(
     Controller::new(Api::<StatefulSet>::all(client.clone()), managed)
         .owns(Api::<ConfigMap>::all(client.clone()), companions.clone())
         .owns(Api::<Service>::all(client.clone()), companions.clone())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions)
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions.clone())
+        .owns(Api::<CronJob>::all(client.clone()), companions)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
         .for_each(|result| async move {
@@ -192,6 +195,9 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     apply(client, &namespace, &owner, companions.headless_service).await?;
     apply(client, &namespace, &owner, companions.read_service).await?;
     apply(client, &namespace, &owner, companions.pod_disruption_budget).await?;
+    if let Some(cron_job) = companions.backup_cron_job {
+        apply(client, &namespace, &owner, cron_job).await?;
+    }
 
     if let Some(certificate) = companions.certificate {
         apply_certificate(client, &namespace, &owner, certificate).await?;

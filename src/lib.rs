@@ -13,6 +13,7 @@
 // Denied, not forbidden: loading a precompiled policy is the one unsafe call (policy::host).
 #![deny(unsafe_code)]
 
+pub mod backups;
 pub mod certs;
 pub mod cli;
 pub mod controller;

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use mysql_webhook::cli::{Cli, Command, ServeArgs, commands};
+use mysql_webhook::cli::{BackupsCommand, Cli, Command, ServeArgs, commands};
 use mysql_webhook::{server, telemetry};
 
 /// See Cargo.toml: glibc's allocator was a third of the webhook's CPU under load.
@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         },
         Command::Certs(args) => commands::certs(&args),
         Command::Check(args) => commands::check(&args),
+        Command::Backups(BackupsCommand::List(args)) => commands::backups_list(&args),
     }
 }
 

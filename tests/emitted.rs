@@ -50,6 +50,26 @@ fn inputs() -> Vec<String> {
     pod["initContainers"] = json!([{"name": "setup", "image": "busybox:1.36", "command": ["true"]}]);
     inputs.push(everything.to_string());
     inputs.push(common::annotated("maria", "mariadb:10.11").to_string());
+    // Backups to S3, and a restore from a claim.
+    let mut backed_up = common::annotated("orders", "mariadb:11.4");
+    for (key, value) in [
+        ("backup-schedule", "0 3 * * *"),
+        ("backup-target", "s3://company-backups/prod/orders"),
+        ("backup-secret", "orders-s3"),
+        ("backup-keep", "3"),
+    ] {
+        backed_up = common::with_annotation(backed_up, &format!("mysql-webhook.io/{key}"), value);
+    }
+    inputs.push(backed_up.to_string());
+    let mut restored = common::annotated("orders", "mysql:8.4");
+    for (key, value) in [
+        ("backup-schedule", "@daily"),
+        ("backup-target", "pvc://backups/orders"),
+        ("restore-from", "pvc://backups/orders/20261202T030000Z"),
+    ] {
+        restored = common::with_annotation(restored, &format!("mysql-webhook.io/{key}"), value);
+    }
+    inputs.push(restored.to_string());
     inputs
 }
 
@@ -65,7 +85,7 @@ fn every_emitted_object_passes_strict_schema_validation() {
             files.push(path);
         }
     }
-    assert!(files.len() >= 6 * 6, "every input yields a StatefulSet and 5 companions");
+    assert!(files.len() >= 8 * 6 + 2, "every input yields a StatefulSet and 5 companions, and 2 a CronJob");
     let output = common::validate_strictly(&files);
     assert!(
         output.status.success(),
@@ -87,8 +107,11 @@ fn strict_schema_validation_catches_an_unknown_field() {
 }
 
 fn check_script(label: &str, script: &str) {
+    // The client image (rclone's, Alpine) has a POSIX sh, not bash: its scripts are checked as sh.
+    let shell = if label.ends_with("(sh)") { "sh" } else { "bash" };
+    let shellcheck_shell = format!("--shell={shell}");
     for (program, args) in
-        [("bash", vec!["-n"]), ("shellcheck", vec!["--shell=bash", "--severity=style", "-"])]
+        [(shell, vec!["-n"]), ("shellcheck", vec![shellcheck_shell.as_str(), "--severity=style", "-"])]
     {
         let mut child = tool(program, "apt-get install -y shellcheck")
             .args(&args)
@@ -113,10 +136,11 @@ fn every_generated_script_passes_bash_n_and_shellcheck() {
     let mut checked = 0;
     for input in inputs() {
         let output = common::mutate_cli(&input, &[]);
-        let sts = &common::documents(&output)[0];
-        for (label, script) in common::scripts(sts) {
-            check_script(&label, &script);
-            checked += 1;
+        for document in common::documents(&output) {
+            for (label, script) in common::scripts(&document) {
+                check_script(&label, &script);
+                checked += 1;
+            }
         }
     }
     // init, clone, sidecar, sidecar readiness and three mysql probes per input.

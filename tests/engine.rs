@@ -59,7 +59,11 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
             "annotation mysql-webhook.io/storge is not known; known annotations: mysql-webhook.io/replicated, \
              mysql-webhook.io/storage, mysql-webhook.io/storage-class, mysql-webhook.io/flavor, \
              mysql-webhook.io/backup-image, mysql-webhook.io/root-password-secret, mysql-webhook.io/read-service, \
-             mysql-webhook.io/metrics, mysql-webhook.io/tls-issuer",
+             mysql-webhook.io/metrics, mysql-webhook.io/tls-issuer, \
+             mysql-webhook.io/backup-schedule, mysql-webhook.io/backup-target, \
+             mysql-webhook.io/backup-secret, mysql-webhook.io/backup-keep, mysql-webhook.io/backup-client-image, \
+             mysql-webhook.io/restore-from, mysql-webhook.io/restore-to-time, mysql-webhook.io/binlog-archive, \
+             mysql-webhook.io/binlog-flush-interval",
         ),
         (
             "storage not a quantity",

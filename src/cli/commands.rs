@@ -8,7 +8,8 @@ use std::process::ExitCode;
 
 use mysql_webhook_core::{consts, manifests};
 
-use super::{CertsArgs, CheckArgs, CheckOutput};
+use super::{BackupsListArgs, CertsArgs, CheckArgs, CheckOutput};
+use crate::backups;
 use crate::certs as certificates;
 use crate::policy::{Host, Policies, Source};
 
@@ -16,6 +17,29 @@ use crate::policy::{Host, Policies, Source};
 const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code of `check` when an enforced policy denies.
 const EXIT_DENIED: u8 = 1;
+
+/// `backups list`: exit 0, 2 on bad input, 1 when the target can't be read.
+pub fn backups_list(args: &BackupsListArgs) -> ExitCode {
+    match backups::list(&args.target, args.secret_file.as_deref()) {
+        Ok(list) => {
+            match args.output {
+                CheckOutput::Text => print!("{}", backups::text(&list)),
+                CheckOutput::Json => {
+                    println!("{}", serde_json::json!({"target": args.target, "backups": list}))
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(error @ (backups::Error::Rclone { .. } | backups::Error::NoRclone(_))) => {
+            eprintln!("error: {error}");
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
 
 pub fn certs(args: &CertsArgs) -> ExitCode {
     let result = certificates::service_names(&args.service, &args.namespace, &args.ips)

@@ -42,6 +42,28 @@ pub enum Command {
     Check(CheckArgs),
     /// Make a CA and a serving certificate for the webhook's Service.
     Certs(CertsArgs),
+    /// Backups in a target.
+    #[command(subcommand)]
+    Backups(BackupsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// List the backups in a target (id, time, size, position, verified): exit 0, 2 on bad input, 1 when the target can't be read.
+    List(BackupsListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BackupsListArgs {
+    /// `s3://<bucket>/<prefix>`, or a directory (a backup claim mounted or copied here).
+    #[arg(long, env = "MYSQL_WEBHOOK_BACKUP_TARGET")]
+    pub target: String,
+    /// The Secret (YAML or JSON, as `kubectl get secret -o yaml` prints it) with the S3 endpoint and keys.
+    #[arg(long, env = "MYSQL_WEBHOOK_BACKUP_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, short = 'o', env = "MYSQL_WEBHOOK_OUTPUT", value_enum, default_value = "text")]
+    pub output: CheckOutput,
 }
 
 #[derive(Debug, Args)]

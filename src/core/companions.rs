@@ -7,13 +7,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServicePort, ServiceSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, PersistentVolumeClaimVolumeSource,
+    PodSpec, PodTemplateSpec, Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    Volume, VolumeMount,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::consts::*;
-use crate::plan::{IssuerRef, Plan};
+use crate::plan::{IssuerRef, Plan, Target};
 use crate::scripts;
 
 /// The companions applied for every managed StatefulSet (the Secrets are separate: they are
@@ -26,6 +31,8 @@ pub struct Companions {
     pub pod_disruption_budget: PodDisruptionBudget,
     /// The cert-manager Certificate, with annotation `tls-issuer`.
     pub certificate: Option<serde_json::Value>,
+    /// `<name>-backup`, when `backup-schedule` is set.
+    pub backup_cron_job: Option<CronJob>,
 }
 
 impl Companions {
@@ -36,6 +43,7 @@ impl Companions {
             read_service: service(plan, &plan.read_service, false),
             pod_disruption_budget: pod_disruption_budget(plan),
             certificate: plan.tls_issuer.as_ref().map(|issuer| certificate(plan, issuer)),
+            backup_cron_job: backup_cron_job(plan),
         }
     }
 }
@@ -217,6 +225,159 @@ pub fn tls_secret(plan: &Plan, identity: &TlsIdentity) -> Secret {
     }
 }
 
+/// The backup CronJob `<name>-backup`: one backup at a time (`Forbid`), each Job bounded by a
+/// deadline and retried once. `kubectl create job --from=cronjob/<name>-backup <job>` takes one
+/// now. Its pods carry only the backup label, never the StatefulSet's selector labels, so the
+/// Services and the PodDisruptionBudget never pick them.
+pub fn backup_cron_job(plan: &Plan) -> Option<CronJob> {
+    let schedule = plan.backups.schedule.clone()?;
+    let target = plan.backups.target.as_ref()?;
+    let name = format!("{}{BACKUP_JOB_SUFFIX}", plan.name);
+    let labels = BTreeMap::from([
+        (LABEL_BACKUP.to_owned(), plan.name.clone()),
+        (LABEL_MANAGED_BY.to_owned(), MANAGED_BY.to_owned()),
+    ]);
+    let names = scripts::Names {
+        statefulset: &plan.name,
+        service: &plan.service_name,
+        first_ordinal: plan.first_ordinal,
+    };
+    let take = Container {
+        name: CONTAINER_TAKE_BACKUP.into(),
+        image: Some(plan.backup_image.clone()),
+        command: Some(vec![
+            "bash".into(),
+            "-c".into(),
+            scripts::take_backup(plan.flavor, names, plan.replicas),
+        ]),
+        env: Some(vec![EnvVar {
+            name: scripts::ENV_ROOT_PASSWORD.into(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: plan.secret.clone(),
+                    key: SECRET_KEY_ROOT_PASSWORD.into(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }]),
+        volume_mounts: Some(vec![
+            VolumeMount { name: VOLUME_SCRATCH.into(), mount_path: SCRATCH_DIR.into(), ..Default::default() },
+            crate::expand::tls_mount(),
+        ]),
+        security_context: plan.flavor.clone_run_as().map(|uid| SecurityContext {
+            run_as_user: Some(uid),
+            run_as_group: Some(uid),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut publish = client_container(plan, target, CONTAINER_PUBLISH_BACKUP, false);
+    publish.command =
+        Some(vec!["sh".into(), "-c".into(), scripts::publish_backup(target, plan.backups.keep)]);
+    publish.volume_mounts.get_or_insert_with(Vec::new).push(VolumeMount {
+        name: VOLUME_SCRATCH.into(),
+        mount_path: SCRATCH_DIR.into(),
+        ..Default::default()
+    });
+    let mut volumes = vec![
+        Volume {
+            name: VOLUME_SCRATCH.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        // The member certificate: the clone port serves only its holders (never the CA key).
+        crate::expand::tls_volume(plan),
+    ];
+    volumes.extend(target_volume(target, false));
+    Some(CronJob {
+        metadata: metadata(plan, &name),
+        spec: Some(CronJobSpec {
+            schedule,
+            concurrency_policy: Some("Forbid".into()),
+            starting_deadline_seconds: Some(3600),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels.clone()), ..Default::default() }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(1),
+                    active_deadline_seconds: Some(BACKUP_DEADLINE_SECONDS),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
+                        spec: Some(PodSpec {
+                            restart_policy: Some("Never".into()),
+                            init_containers: Some(vec![take]),
+                            containers: vec![publish],
+                            volumes: Some(volumes),
+                            ..Default::default()
+                        }),
+                    },
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+/// A container of the client image that reaches `target`: the S3 remote configured from the
+/// `backup-secret` Secret by rclone's environment variables, or the claim mounted (read-only
+/// for a restore).
+pub fn client_container(plan: &Plan, target: &Target, name: &str, read_only: bool) -> Container {
+    let mut env = Vec::new();
+    let mut mounts = Vec::new();
+    match target {
+        Target::S3 { .. } => {
+            env.push(EnvVar {
+                name: "RCLONE_CONFIG_TARGET_TYPE".into(),
+                value: Some("s3".into()),
+                ..Default::default()
+            });
+            env.push(EnvVar {
+                name: "RCLONE_CONFIG_TARGET_PROVIDER".into(),
+                value: Some("Other".into()),
+                ..Default::default()
+            });
+            let secret = plan.backups.secret.clone().unwrap_or_default();
+            for (variable, key, optional) in [
+                ("RCLONE_CONFIG_TARGET_ENDPOINT", BACKUP_SECRET_KEYS[0], false),
+                ("RCLONE_CONFIG_TARGET_ACCESS_KEY_ID", BACKUP_SECRET_KEYS[1], false),
+                ("RCLONE_CONFIG_TARGET_SECRET_ACCESS_KEY", BACKUP_SECRET_KEYS[2], false),
+                ("RCLONE_CONFIG_TARGET_REGION", BACKUP_SECRET_KEYS[3], true),
+            ] {
+                env.push(EnvVar {
+                    name: variable.into(),
+                    value_from: Some(EnvVarSource {
+                        secret_key_ref: Some(SecretKeySelector {
+                            name: secret.clone(),
+                            key: key.into(),
+                            optional: optional.then_some(true),
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                });
+            }
+        }
+        Target::Pvc { .. } => mounts.push(VolumeMount {
+            name: VOLUME_BACKUP_TARGET.into(),
+            mount_path: BACKUP_TARGET_DIR.into(),
+            read_only: read_only.then_some(true),
+            ..Default::default()
+        }),
+    }
+    Container {
+        name: name.into(),
+        image: Some(plan.backups.client_image.clone()),
+        env: (!env.is_empty()).then_some(env),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    }
+}
+
 /// The cert-manager Certificate that provides Secret `<name>-tls` when annotation `tls-issuer`
 /// names an issuer: the members' names, server and client authentication (the clone port and
 /// replication verify both ends). The issuer must fill `ca.crt` (a CA or Vault issuer does).
@@ -234,5 +395,18 @@ pub fn certificate(plan: &Plan, issuer: &IssuerRef) -> serde_json::Value {
             "privateKey": {"algorithm": "ECDSA", "size": 256, "rotationPolicy": "Always"},
             "issuerRef": {"group": "cert-manager.io", "kind": issuer.kind, "name": issuer.name},
         }
+    })
+}
+
+/// The volume of a `pvc://` target's claim; none for S3.
+pub fn target_volume(target: &Target, read_only: bool) -> Option<Volume> {
+    let Target::Pvc { claim, .. } = target else { return None };
+    Some(Volume {
+        name: VOLUME_BACKUP_TARGET.into(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+            claim_name: claim.clone(),
+            read_only: read_only.then_some(true),
+        }),
+        ..Default::default()
     })
 }

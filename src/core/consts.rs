@@ -18,8 +18,19 @@ pub const ANNOTATION_METRICS: &str = "mysql-webhook.io/metrics";
 /// whose Certificate provides the TLS identity instead of the controller.
 pub const ANNOTATION_TLS_ISSUER: &str = "mysql-webhook.io/tls-issuer";
 
+/// Backups, restore and point-in-time recovery (README "Backups and restore").
+pub const ANNOTATION_BACKUP_SCHEDULE: &str = "mysql-webhook.io/backup-schedule";
+pub const ANNOTATION_BACKUP_TARGET: &str = "mysql-webhook.io/backup-target";
+pub const ANNOTATION_BACKUP_SECRET: &str = "mysql-webhook.io/backup-secret";
+pub const ANNOTATION_BACKUP_KEEP: &str = "mysql-webhook.io/backup-keep";
+pub const ANNOTATION_BACKUP_CLIENT_IMAGE: &str = "mysql-webhook.io/backup-client-image";
+pub const ANNOTATION_RESTORE_FROM: &str = "mysql-webhook.io/restore-from";
+pub const ANNOTATION_RESTORE_TO_TIME: &str = "mysql-webhook.io/restore-to-time";
+pub const ANNOTATION_BINLOG_ARCHIVE: &str = "mysql-webhook.io/binlog-archive";
+pub const ANNOTATION_BINLOG_FLUSH_INTERVAL: &str = "mysql-webhook.io/binlog-flush-interval";
+
 /// Every annotation under [`PREFIX`] that users may set; anything else under the prefix is a typo.
-pub const KNOWN_ANNOTATIONS: [&str; 9] = [
+pub const KNOWN_ANNOTATIONS: [&str; 18] = [
     ANNOTATION_REPLICATED,
     ANNOTATION_STORAGE,
     ANNOTATION_STORAGE_CLASS,
@@ -29,6 +40,15 @@ pub const KNOWN_ANNOTATIONS: [&str; 9] = [
     ANNOTATION_READ_SERVICE,
     ANNOTATION_METRICS,
     ANNOTATION_TLS_ISSUER,
+    ANNOTATION_BACKUP_SCHEDULE,
+    ANNOTATION_BACKUP_TARGET,
+    ANNOTATION_BACKUP_SECRET,
+    ANNOTATION_BACKUP_KEEP,
+    ANNOTATION_BACKUP_CLIENT_IMAGE,
+    ANNOTATION_RESTORE_FROM,
+    ANNOTATION_RESTORE_TO_TIME,
+    ANNOTATION_BINLOG_ARCHIVE,
+    ANNOTATION_BINLOG_FLUSH_INTERVAL,
 ];
 
 /// Label the webhook puts on every expanded StatefulSet: the controller watches by label because
@@ -115,3 +135,27 @@ pub const MYSQL_UID: i64 = 999;
 
 pub const DEFAULT_STORAGE: &str = "10Gi";
 pub const EXPORTER_IMAGE: &str = "prom/mysqld-exporter:v0.17.2";
+
+/// Backups. The S3 client runs from a maintained image of its own: the database images carry
+/// none. Pinned, overridable with [`ANNOTATION_BACKUP_CLIENT_IMAGE`].
+pub const BACKUP_CLIENT_IMAGE: &str = "rclone/rclone:1.69.1";
+pub const DEFAULT_BACKUP_KEEP: u32 = 7;
+/// Keys of the Secret named by [`ANNOTATION_BACKUP_SECRET`] (an S3 endpoint and its keys).
+pub const BACKUP_SECRET_KEYS: [&str; 4] = ["endpoint", "access-key-id", "secret-access-key", "region"];
+/// The CronJob `<name>-backup`; its containers, and the pods' backup-related containers.
+pub const BACKUP_JOB_SUFFIX: &str = "-backup";
+pub const CONTAINER_TAKE_BACKUP: &str = "take-backup";
+pub const CONTAINER_PUBLISH_BACKUP: &str = "publish-backup";
+pub const CONTAINER_FETCH_BACKUP: &str = "fetch-backup";
+/// Volumes and mount paths of the backup machinery.
+pub const VOLUME_SCRATCH: &str = "backup-scratch";
+pub const SCRATCH_DIR: &str = "/mnt/backup";
+pub const VOLUME_BACKUP_TARGET: &str = "backup-target";
+/// Where a `pvc://` target's claim is mounted.
+pub const BACKUP_TARGET_DIR: &str = "/mnt/backup-target";
+pub const VOLUME_BACKUP_SECRET: &str = "backup-secret";
+pub const BACKUP_SECRET_DIR: &str = "/etc/mysql-webhook/backup-secret";
+/// How long one backup Job may run before Kubernetes stops it.
+pub const BACKUP_DEADLINE_SECONDS: i64 = 6 * 3600;
+/// Label on backup Jobs and their pods, naming the StatefulSet (the controller watches by it).
+pub const LABEL_BACKUP: &str = "mysql-webhook.io/backup-of";

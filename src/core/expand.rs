@@ -23,6 +23,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::companions::{client_container, target_volume};
 use crate::consts::*;
 use crate::plan::Plan;
 use crate::scripts::{self, ENV_REPLICATION_PASSWORD, ENV_ROOT_PASSWORD, Names};
@@ -46,7 +47,12 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
 
     let init_containers = pod.init_containers.get_or_insert_with(Vec::new);
     upsert_at(init_containers, 0, init_container(plan, names));
-    upsert_at(init_containers, 1, clone_container(plan, names));
+    match restore_container(plan, names) {
+        Some(fetch) => upsert_at(init_containers, 1, fetch),
+        None => init_containers.retain(|c| c.name != CONTAINER_FETCH_BACKUP),
+    }
+    let clone_position = if plan.backups.restore.is_some() { 2 } else { 1 };
+    upsert_at(init_containers, clone_position, clone_container(plan, names));
 
     let sidecar_position = plan.mysql_container + 1;
     upsert_at(&mut pod.containers, sidecar_position, sidecar_container(plan, names));
@@ -77,6 +83,10 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
     );
 
     upsert_by_name(volumes, tls_volume(plan), |v| &v.name);
+    match plan.backups.restore.as_ref().and_then(|r| target_volume(&r.source, true)) {
+        Some(volume) => upsert_by_name(volumes, volume, |v| &v.name),
+        None => volumes.retain(|v| v.name != VOLUME_BACKUP_TARGET),
+    }
 
     let affinity = pod.affinity.get_or_insert_with(Affinity::default);
     affinity.pod_anti_affinity.get_or_insert_with(|| default_anti_affinity(plan));
@@ -241,11 +251,27 @@ fn init_container(plan: &Plan, names: Names<'_>) -> Container {
     }
 }
 
+/// `fetch-backup` of a StatefulSet annotated `restore-from`: the client image downloads and
+/// verifies the backup into the data volume, where `clone-mysql` (the backup image, which has no
+/// S3 client) prepares it.
+fn restore_container(plan: &Plan, names: Names<'_>) -> Option<Container> {
+    let restore = plan.backups.restore.as_ref()?;
+    let mut container = client_container(plan, &restore.source, CONTAINER_FETCH_BACKUP, true);
+    container.command = Some(vec!["sh".into(), "-c".into(), scripts::fetch_backup(names, restore)]);
+    container.volume_mounts.get_or_insert_with(Vec::new).push(data_mount());
+    Some(container)
+}
+
 fn clone_container(plan: &Plan, names: Names<'_>) -> Container {
+    let script = if plan.backups.restore.is_some() {
+        scripts::clone_restoring(plan.flavor, names)
+    } else {
+        scripts::clone(plan.flavor, names)
+    };
     Container {
         name: CONTAINER_CLONE.into(),
         image: Some(plan.backup_image.clone()),
-        command: bash(scripts::clone(plan.flavor, names)),
+        command: bash(script),
         volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount()]),
         security_context: run_as(plan.flavor.clone_run_as()),
         ..Default::default()

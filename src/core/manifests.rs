@@ -127,6 +127,7 @@ fn expand_object(
         to_value(&companions.pod_disruption_budget),
     ];
     generated.extend(companions.certificate);
+    generated.extend(companions.backup_cron_job.as_ref().map(to_value));
     match secrets {
         Some(make) => generated.extend(make(plan).map_err(fail)?.iter().map(to_value)),
         None => notes.push(format!(

@@ -11,9 +11,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::consts::{ANNOTATION_STORAGE, VOLUME_DATA};
+use crate::consts::{ANNOTATION_RESTORE_FROM, ANNOTATION_STORAGE, VOLUME_DATA};
 use crate::expand::expand;
-use crate::plan::{Plan, PlanError, plan};
+use crate::plan::{Plan, PlanError, parse_restore_from, plan};
 
 /// What the request does to the object.
 #[derive(Debug, Clone, Copy)]
@@ -94,6 +94,14 @@ fn check_update(old: &StatefulSet, plan: &Plan, warnings: &mut Vec<String>) -> R
     let spec = old.spec.as_ref();
     if spec.and_then(|s| s.service_name.as_deref()).is_none_or(str::is_empty) {
         return Err(PlanError::NoServiceNameOnUpdate);
+    }
+    // Only a new StatefulSet's first member starts from a backup: one that runs has its data.
+    if let Some(restore) = &plan.backups.restore {
+        let before = old.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_RESTORE_FROM));
+        let before = before.and_then(|value| parse_restore_from(value).ok());
+        if before != Some((restore.source.clone(), restore.id.clone())) {
+            return Err(PlanError::RestoreOnUpdate);
+        }
     }
     let claims = spec.and_then(|s| s.volume_claim_templates.as_deref()).unwrap_or_default();
     let Some(data) = claims.iter().find(|c| c.metadata.name.as_deref() == Some(VOLUME_DATA)) else {

@@ -90,6 +90,48 @@ pub enum PlanError {
         "{ANNOTATION_REPLICATED} was added to an existing StatefulSet without spec.serviceName; serviceName can't change after creation: delete it with --cascade=orphan and apply it again"
     )]
     NoServiceNameOnUpdate,
+    #[error(
+        "annotation {ANNOTATION_BACKUP_SCHEDULE}: {value:?} is not a cron schedule: {reason}; use five fields (minute hour day-of-month month day-of-week) such as \"0 3 * * *\", or @hourly, @daily, @weekly, @monthly, @yearly"
+    )]
+    BadSchedule { value: String, reason: String },
+    #[error(
+        "annotation {key}: {value:?} is not a backup target: {reason}; use pvc://<claim>/<prefix> or s3://<bucket>/<prefix>"
+    )]
+    BadTarget { key: &'static str, value: String, reason: String },
+    #[error(
+        "annotation {ANNOTATION_RESTORE_FROM}: {value:?} does not name a backup: {reason}; use <target>/<backup-id> such as s3://backups/orders/20261202T030000Z, or <target>/latest"
+    )]
+    BadRestoreFrom { value: String, reason: String },
+    #[error(
+        "annotation {ANNOTATION_BACKUP_KEEP}: {value:?} is not accepted; use a positive integer such as 7"
+    )]
+    BadKeep { value: String },
+    #[error("annotation {key} needs annotation {needs}: {why}")]
+    Requires { key: &'static str, needs: &'static str, why: &'static str },
+    #[error(
+        "annotation {ANNOTATION_RESTORE_TO_TIME}: {value:?} is not an RFC 3339 time; use e.g. 2026-12-02T14:30:00Z or 2026-12-02T15:30:00+01:00"
+    )]
+    BadRestoreTime { value: String },
+    #[error(
+        "annotation {ANNOTATION_RESTORE_TO_TIME}: {value} is before backup {id}, taken at {taken}; name a later time, or an earlier backup in {ANNOTATION_RESTORE_FROM}"
+    )]
+    RestoreTimeBeforeBackup { value: String, id: String, taken: String },
+    #[error(
+        "annotation {ANNOTATION_BINLOG_FLUSH_INTERVAL}: {value:?} is not accepted; use a duration from 10s to 24h such as 30s, 5m or 1h"
+    )]
+    BadFlushInterval { value: String },
+    #[error(
+        "annotation {ANNOTATION_BACKUP_CLIENT_IMAGE}: {value:?} is not an image reference; use e.g. {BACKUP_CLIENT_IMAGE}"
+    )]
+    BadClientImage { value: String },
+    #[error(
+        "annotation {ANNOTATION_RESTORE_FROM} can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
+    )]
+    RestoreOnUpdate,
+    #[error(
+        "annotation {key}: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: {ANNOTATION_RESTORE_FROM} restores a backup as it was taken"
+    )]
+    PointInTimeNotAvailable { key: &'static str },
 }
 
 /// Where the flavor came from; said back to the user as a warning when it was derived.
@@ -126,6 +168,10 @@ pub struct Plan {
     pub selector: BTreeMap<String, String>,
     /// `spec.ordinals.start`.
     pub first_ordinal: i32,
+    /// `spec.replicas` (1 when absent): the members a backup may be taken from.
+    pub replicas: i32,
+    /// Backups, restore and binary log archiving (README "Backups and restore").
+    pub backups: Backups,
     /// Defaults the plan filled in, said back to the user as warnings.
     pub defaults: Vec<String>,
 }
@@ -136,6 +182,101 @@ pub struct IssuerRef {
     /// `Issuer` (in the StatefulSet's namespace) or `ClusterIssuer`.
     pub kind: &'static str,
     pub name: String,
+}
+
+/// Where backups and archived binary logs live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// A PersistentVolumeClaim in the StatefulSet's namespace, and a directory in it.
+    Pvc { claim: String, prefix: String },
+    /// An S3-compatible bucket (endpoint and keys from the `backup-secret` Secret), and a key prefix.
+    S3 { bucket: String, prefix: String },
+}
+
+impl Target {
+    /// Parses `pvc://<claim>/<prefix>` or `s3://<bucket>/<prefix>`; the prefix may be empty.
+    pub fn parse(key: &'static str, value: &str) -> Result<Target, PlanError> {
+        let bad = |reason: &str| PlanError::BadTarget { key, value: value.into(), reason: reason.into() };
+        let (scheme, rest) = value.split_once("://").ok_or_else(|| bad("it has no scheme"))?;
+        let (root, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let prefix = prefix.trim_end_matches('/');
+        let segment_ok = |s: &str| {
+            !s.is_empty()
+                && s != "."
+                && s != ".."
+                && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        };
+        if !prefix.is_empty() && !prefix.split('/').all(segment_ok) {
+            return Err(bad(
+                "the prefix must be path segments of letters, digits, '-', '_' and '.' (no empty, . or .. segment)",
+            ));
+        }
+        let prefix = prefix.to_owned();
+        match scheme {
+            "pvc" => {
+                check_subdomain(key, "PersistentVolumeClaim name", root)
+                    .map_err(|_| bad("the claim name is not a valid PersistentVolumeClaim name"))?;
+                Ok(Target::Pvc { claim: root.into(), prefix })
+            }
+            "s3" => {
+                let ok = (3..=63).contains(&root.len())
+                    && root
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+                    && root.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && root.ends_with(|c: char| c.is_ascii_alphanumeric());
+                if !ok {
+                    return Err(bad(
+                        "the bucket name must be 3 to 63 lowercase letters, digits, '-' and '.'",
+                    ));
+                }
+                Ok(Target::S3 { bucket: root.into(), prefix })
+            }
+            other => Err(bad(&format!("the scheme {other:?} is not known"))),
+        }
+    }
+
+    pub fn is_s3(&self) -> bool {
+        matches!(self, Target::S3 { .. })
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (scheme, root, prefix) = match self {
+            Target::Pvc { claim, prefix } => ("pvc", claim, prefix),
+            Target::S3 { bucket, prefix } => ("s3", bucket, prefix),
+        };
+        write!(f, "{scheme}://{root}")?;
+        if !prefix.is_empty() {
+            write!(f, "/{prefix}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `restore-from` (and `restore-to-time`): the first member starts from this backup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restore {
+    pub source: Target,
+    /// A backup id (`YYYYMMDDTHHMMSSZ`, the UTC time it started) or `latest`.
+    pub id: String,
+}
+
+/// The backup annotations, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Backups {
+    /// `backup-target`: where scheduled backups and archived binary logs go.
+    pub target: Option<Target>,
+    /// `backup-schedule`, validated; a CronJob `<name>-backup` exists when set.
+    pub schedule: Option<String>,
+    /// `backup-keep`: how many complete backups retention keeps.
+    pub keep: u32,
+    /// `backup-secret`: the S3 endpoint and keys.
+    pub secret: Option<String>,
+    /// The image the S3 client (and every copy to or from a target) runs from.
+    pub client_image: String,
+    pub restore: Option<Restore>,
 }
 
 /// Is this StatefulSet opted in? `Ok(false)` for no annotation or `"false"`.
@@ -253,6 +394,13 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         defaults.push(format!("storage {DEFAULT_STORAGE} per member"));
     }
     let first_ordinal = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0);
+    let backups = plan_backups(sts)?;
+    if backups.restore.is_some() && annotation(sts, ANNOTATION_ROOT_PASSWORD_SECRET).is_none() {
+        defaults.push(format!(
+            "restore-from: the restored members keep the backup's accounts and passwords; Secret {secret:?} \
+             must hold the backed-up cluster's root and replication passwords (or set {ANNOTATION_ROOT_PASSWORD_SECRET})"
+        ));
+    }
 
     Ok(Some(Plan {
         namespace: sts.metadata.namespace.clone().or_else(|| namespace.map(str::to_owned)),
@@ -273,8 +421,237 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         metrics,
         selector,
         first_ordinal,
+        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        backups,
         defaults,
     }))
+}
+
+/// The backup, restore and archiving annotations: each value checked, and the combinations that
+/// can't work (a schedule without a target, S3 without its Secret…) refused.
+fn plan_backups(sts: &StatefulSet) -> Result<Backups, PlanError> {
+    let target = annotation(sts, ANNOTATION_BACKUP_TARGET)
+        .map(|value| Target::parse(ANNOTATION_BACKUP_TARGET, value))
+        .transpose()?;
+    let schedule = annotation(sts, ANNOTATION_BACKUP_SCHEDULE)
+        .map(|value| {
+            check_cron(value)
+                .map(|()| value.trim().to_owned())
+                .map_err(|reason| PlanError::BadSchedule { value: value.into(), reason })
+        })
+        .transpose()?;
+    let keep = match annotation(sts, ANNOTATION_BACKUP_KEEP) {
+        Some(value) => match value.parse::<u32>() {
+            Ok(keep) if keep >= 1 && value.bytes().all(|b| b.is_ascii_digit()) => keep,
+            _ => return Err(PlanError::BadKeep { value: value.into() }),
+        },
+        None => DEFAULT_BACKUP_KEEP,
+    };
+    let secret = annotation(sts, ANNOTATION_BACKUP_SECRET)
+        .map(|value| check_subdomain(ANNOTATION_BACKUP_SECRET, "Secret name", value))
+        .transpose()?;
+    let client_image = match annotation(sts, ANNOTATION_BACKUP_CLIENT_IMAGE) {
+        Some(value) if image::is_plausible(value) => value.to_owned(),
+        Some(value) => return Err(PlanError::BadClientImage { value: value.into() }),
+        None => BACKUP_CLIENT_IMAGE.to_owned(),
+    };
+    let archive = match annotation(sts, ANNOTATION_BINLOG_ARCHIVE) {
+        Some(value) => parse_bool(ANNOTATION_BINLOG_ARCHIVE, value)?,
+        None => false,
+    };
+    let flush = annotation(sts, ANNOTATION_BINLOG_FLUSH_INTERVAL)
+        .map(|value| parse_interval(value).ok_or_else(|| PlanError::BadFlushInterval { value: value.into() }))
+        .transpose()?;
+    let restore = annotation(sts, ANNOTATION_RESTORE_FROM).map(parse_restore_from).transpose()?;
+    let to_time = annotation(sts, ANNOTATION_RESTORE_TO_TIME).map(parse_rfc3339).transpose()?;
+
+    let requires = |key, needs, why| Err(PlanError::Requires { key, needs, why });
+    if schedule.is_some() && target.is_none() {
+        return requires(ANNOTATION_BACKUP_SCHEDULE, ANNOTATION_BACKUP_TARGET, "it says where backups go");
+    }
+    if archive && target.is_none() {
+        return requires(ANNOTATION_BINLOG_ARCHIVE, ANNOTATION_BACKUP_TARGET, "it says where binary logs go");
+    }
+    if flush.is_some() && !archive {
+        return requires(
+            ANNOTATION_BINLOG_FLUSH_INTERVAL,
+            ANNOTATION_BINLOG_ARCHIVE,
+            "the interval bounds how much archiving can lose; set binlog-archive: \"true\"",
+        );
+    }
+    let s3_user = if target.as_ref().is_some_and(Target::is_s3) {
+        Some(ANNOTATION_BACKUP_TARGET)
+    } else {
+        restore.as_ref().is_some_and(|(source, _)| source.is_s3()).then_some(ANNOTATION_RESTORE_FROM)
+    };
+    if let Some(key) = s3_user
+        && secret.is_none()
+    {
+        return requires(
+            key,
+            ANNOTATION_BACKUP_SECRET,
+            "an s3:// target needs a Secret with the keys endpoint, access-key-id and secret-access-key (and optionally region)",
+        );
+    }
+    let restore = match (restore, to_time) {
+        (None, Some(_)) => {
+            return requires(
+                ANNOTATION_RESTORE_TO_TIME,
+                ANNOTATION_RESTORE_FROM,
+                "binary logs are replayed on top of a backup",
+            );
+        }
+        (None, None) => None,
+        (Some((source, id)), to_time) => {
+            if let (Some(time), Some(taken)) = (&to_time, backup_id_time(&id))
+                && *time < taken
+            {
+                return Err(PlanError::RestoreTimeBeforeBackup { value: time.clone(), id, taken });
+            }
+            // Validated above so that a mistake is reported as such; refused because nothing
+            // archives binary logs yet (README "Backups and restore").
+            if to_time.is_some() {
+                return Err(PlanError::PointInTimeNotAvailable { key: ANNOTATION_RESTORE_TO_TIME });
+            }
+            Some(Restore { source, id })
+        }
+    };
+    if archive {
+        return Err(PlanError::PointInTimeNotAvailable { key: ANNOTATION_BINLOG_ARCHIVE });
+    }
+    Ok(Backups { target, schedule, keep, secret, client_image, restore })
+}
+
+/// `<target>/<backup-id>` or `<target>/latest`.
+pub fn parse_restore_from(value: &str) -> Result<(Target, String), PlanError> {
+    let bad = |reason: &str| PlanError::BadRestoreFrom { value: value.into(), reason: reason.into() };
+    let (target, id) = value.trim_end_matches('/').rsplit_once('/').ok_or_else(|| bad("no backup id"))?;
+    if id != "latest" && backup_id_time(id).is_none() {
+        return Err(bad(&format!("{id:?} is neither a backup id (YYYYMMDDTHHMMSSZ) nor latest")));
+    }
+    if !target.contains("://") || target.ends_with(":/") {
+        return Err(bad("no target before the backup id"));
+    }
+    let target = Target::parse(ANNOTATION_RESTORE_FROM, target)?;
+    Ok((target, id.to_owned()))
+}
+
+/// The UTC time a backup id names (`20261202T030000Z` → `2026-12-02T03:00:00Z`), or `None` when
+/// `id` is not one.
+pub fn backup_id_time(id: &str) -> Option<String> {
+    let b = id.as_bytes();
+    let digits = |range: std::ops::Range<usize>| b[range].iter().all(u8::is_ascii_digit);
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' || !digits(0..8) || !digits(9..15) {
+        return None;
+    }
+    let time =
+        format!("{}-{}-{}T{}:{}:{}Z", &id[0..4], &id[4..6], &id[6..8], &id[9..11], &id[11..13], &id[13..15]);
+    parse_rfc3339(&time).ok()
+}
+
+/// An RFC 3339 time, normalised to UTC with whole seconds (`2026-12-02T03:00:00Z`): what the
+/// scripts compare as strings and give `mariadb-binlog --stop-datetime`.
+fn parse_rfc3339(value: &str) -> Result<String, PlanError> {
+    use time::format_description::well_known::Rfc3339;
+    let bad = || PlanError::BadRestoreTime { value: value.into() };
+    let time = time::OffsetDateTime::parse(value, &Rfc3339).map_err(|_| bad())?;
+    let utc = time.to_offset(time::UtcOffset::UTC);
+    Ok(format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
+    ))
+}
+
+/// `30s`, `5m`, `1h`, `1h30m`: seconds, from 10 s to 24 h.
+fn parse_interval(value: &str) -> Option<u64> {
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in value.chars() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            _ => return None,
+        };
+        total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
+        number.clear();
+    }
+    (number.is_empty() && (10..=86_400).contains(&total)).then_some(total)
+}
+
+/// A schedule Kubernetes' CronJob accepts: five fields of numbers, names (months and weekdays),
+/// `*`, ranges, steps and lists, or a macro. `TZ=` is refused here as the API server does (it
+/// belongs in `spec.timeZone`). The reason names the field that is wrong.
+pub fn check_cron(value: &str) -> Result<(), String> {
+    const MACROS: [&str; 7] =
+        ["@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"];
+    const MONTHS: [&str; 12] =
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    let value = value.trim();
+    if value.starts_with('@') {
+        return if MACROS.contains(&value) { Ok(()) } else { Err(format!("{value} is not a known macro")) };
+    }
+    if value.starts_with("TZ=") || value.starts_with("CRON_TZ=") {
+        return Err("a time zone in the schedule is not supported; the schedule is in the controller manager's time zone".into());
+    }
+    let fields: Vec<&str> = value.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!("it has {} fields, not 5", fields.len()));
+    }
+    let specs: [(&str, u32, u32, &[&str], u32); 5] = [
+        ("minute", 0, 59, &[], 0),
+        ("hour", 0, 23, &[], 0),
+        ("day of month", 1, 31, &[], 0),
+        ("month", 1, 12, &MONTHS, 1),
+        ("day of week", 0, 7, &DAYS, 0),
+    ];
+    for (field, (name, min, max, names, name_base)) in fields.iter().zip(specs) {
+        let number = |text: &str| -> Result<u32, String> {
+            if let Some(index) = names.iter().position(|n| n.eq_ignore_ascii_case(text)) {
+                return Ok(index as u32 + name_base);
+            }
+            match text.parse::<u32>() {
+                Ok(n) if (min..=max).contains(&n) && text.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+                _ => Err(format!("{name} {text:?} is not a value from {min} to {max}")),
+            }
+        };
+        for item in field.split(',') {
+            let (range, step) = match item.split_once('/') {
+                Some((range, step)) => (range, Some(step)),
+                None => (item, None),
+            };
+            if let Some(step) = step
+                && !step.parse::<u32>().is_ok_and(|s| s >= 1 && s <= max)
+            {
+                return Err(format!("{name} step {step:?} is not a positive number up to {max}"));
+            }
+            match range {
+                "*" => {}
+                "?" if name.starts_with("day") => {}
+                _ => match range.split_once('-') {
+                    Some((low, high)) => {
+                        if number(low)? > number(high)? {
+                            return Err(format!("{name} range {range:?} runs backwards"));
+                        }
+                    }
+                    None => {
+                        number(range)?;
+                    }
+                },
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The mysql container: the one named `mysql`, or the only one.

@@ -25,10 +25,12 @@
 //! single quotes) followed by a literal body, so the bodies need no escaping.
 
 use crate::consts::{
-    CONFIG_PRIMARY, CONFIG_REPLICA, DATA_DIR, INIT_CONF_DIR, INIT_CONFIG_MAP_DIR, MYSQL_UID, PORT_CLONE,
-    REPLICATION_USER, SERVER_ID_OFFSET, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
+    BACKUP_TARGET_DIR, CONFIG_PRIMARY, CONFIG_REPLICA, CONTAINER_FETCH_BACKUP, DATA_DIR, INIT_CONF_DIR,
+    INIT_CONFIG_MAP_DIR, MYSQL_UID, PORT_CLONE, REPLICATION_USER, SCRATCH_DIR, SERVER_ID_OFFSET, TLS_CA_FILE,
+    TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
 };
 use crate::flavor::{Dialect, Flavor};
+use crate::plan::{Restore, Target};
 
 /// Environment variables the sidecar reads (set from the credentials Secret).
 pub const ENV_ROOT_PASSWORD: &str = "MYSQL_PWD";
@@ -149,7 +151,25 @@ pub fn init(names: Names<'_>) -> String {
 /// previous member, prepare it, turn its coordinates into the pending statement, and move it
 /// into place.
 pub fn clone(flavor: Flavor, names: Names<'_>) -> String {
-    let receive = tls_receive("$peer", "$port");
+    clone_script(flavor, names, false)
+}
+
+/// `clone-mysql` of a StatefulSet annotated `restore-from`: as [`clone`], and the first member
+/// starts from the backup `fetch-backup` downloaded and verified instead of an empty datadir.
+pub fn clone_restoring(flavor: Flavor, names: Names<'_>) -> String {
+    clone_script(flavor, names, true)
+}
+
+/// The command that opens the clone stream of member `$peer` on `$port` and writes it to
+/// stdout: the one place that knows how the clone channel is reached, used by clones and by
+/// backups alike.
+pub fn clone_stream() -> String {
+    tls_receive("$peer", "$port")
+}
+
+fn clone_script(flavor: Flavor, names: Names<'_>, restore: bool) -> String {
+    let receive = clone_stream();
+    let first_member = if restore { restore_first_member(flavor) } else { String::new() };
     let coordinates = coordinates(flavor);
     format!(
         r#"set -euo pipefail
@@ -163,7 +183,7 @@ if [[ -d $datadir/mysql ]]; then
   echo "data directory already initialised, nothing to clone"
   exit 0
 fi
-# The first member starts empty: the server image initialises it.
+{first_member}# The first member starts empty: the server image initialises it.
 if (( ordinal == first )); then
   exit 0
 fi
@@ -196,6 +216,50 @@ chown -R {MYSQL_UID}:{MYSQL_UID} "$datadir"
         first = names.first_ordinal,
         stream = flavor.stream_tool(),
         tool = flavor.backup_tool(),
+    )
+}
+
+/// The first member of a restored StatefulSet: unpack and prepare the backup `fetch-backup` left
+/// (verified) in `.restore`, then move it into place with `mysql/` last, so that the datadir
+/// passes for initialised only once everything is there. The source's replication state is
+/// dropped: the restored member is a primary.
+fn restore_first_member(flavor: Flavor) -> String {
+    let stream = flavor.stream_tool();
+    let tool = flavor.backup_tool();
+    format!(
+        r#"restore="$datadir/.restore"
+if (( ordinal == first )); then
+  if [[ ! -f $restore/id ]]; then
+    echo "no verified backup in $restore: {CONTAINER_FETCH_BACKUP} did not complete" >&2
+    exit 1
+  fi
+  id=$(<"$restore/id")
+  staging="$datadir/.clone"
+  find "$datadir" -mindepth 1 -maxdepth 1 ! -name .restore -exec rm -rf {{}} +
+  mkdir -p "$staging"
+  echo "restoring backup $id"
+  if ! gzip -dc "$restore/backup.xbstream.gz" | {stream} -x -C "$staging"; then
+    echo "backup $id: the stream does not unpack" >&2
+    exit 1
+  fi
+  if ! {tool} --prepare --target-dir="$staging"; then
+    echo "backup $id: {tool} --prepare failed" >&2
+    exit 1
+  fi
+  rm -f "$staging"/*_binlog_info "$staging"/*_slave_info "$staging"/master*.info "$staging"/relay-log*.info \
+    "$staging"/*relay-bin*
+  shopt -s dotglob
+  for entry in "$staging"/*; do
+    [[ $entry == "$staging/mysql" ]] || mv "$entry" "$datadir"/
+  done
+  mv "$staging/mysql" "$datadir/mysql"
+  rmdir "$staging"
+  rm -rf "$restore"
+  chown -R {MYSQL_UID}:{MYSQL_UID} "$datadir"
+  echo "restored backup $id"
+  exit 0
+fi
+"#
     )
 }
 
@@ -430,6 +494,223 @@ pub fn config(flavor: Flavor) -> [(&'static str, String); 2] {
             ),
         ),
     ]
+}
+
+/// The rclone remote of a target: the S3 remote `target:` configured by the container's
+/// `RCLONE_CONFIG_TARGET_*` variables, or the claim mounted at [`BACKUP_TARGET_DIR`].
+pub fn remote(target: &Target) -> String {
+    let (root, prefix) = match target {
+        Target::S3 { bucket, prefix } => (format!("target:{bucket}"), prefix),
+        Target::Pvc { prefix, .. } => (BACKUP_TARGET_DIR.to_owned(), prefix),
+    };
+    if prefix.is_empty() { root } else { format!("{root}/{prefix}") }
+}
+
+/// `take-backup`, the first step of a backup Job (bash, in the backup image): choose the member
+/// (a replica whose replication runs, the newest ordinal first; the primary when none does),
+/// stream its backup through the clone channel into the scratch volume compressed, then prove
+/// the copy restores (unpack and prepare a throw-away copy) and write the manifest. Nothing is
+/// published here: `publish-backup` does that once this succeeded.
+pub fn take_backup(flavor: Flavor, names: Names<'_>, replicas: i32) -> String {
+    let client = flavor.client();
+    let (status, io, sql) = match flavor.dialect() {
+        Dialect::SourceReplica => ("SHOW REPLICA STATUS", "Replica_IO_Running", "Replica_SQL_Running"),
+        Dialect::MasterSlave | Dialect::Mariadb => {
+            ("SHOW SLAVE STATUS", "Slave_IO_Running", "Slave_SQL_Running")
+        }
+    };
+    format!(
+        r#"set -euo pipefail
+statefulset='{sts}'
+service='{svc}'
+first={first}
+replicas={replicas}
+flavor='{flavor}'
+port={PORT_CLONE}
+scratch={SCRATCH_DIR}
+id=$(date -u +%Y%m%dT%H%M%SZ)
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# A replica is suitable while both replication threads run: its data is the primary's, recent.
+replicating() {{
+  local status
+  status=$({client} --connect-timeout=5 -h "$1" -u root -e '{status}\G' 2>/dev/null) || return 1
+  [[ $status =~ {io}:\ Yes && $status =~ {sql}:\ Yes ]]
+}}
+member=$first
+for ((candidate = first + replicas - 1; candidate > first; candidate--)); do
+  if replicating "$statefulset-$candidate.$service"; then
+    member=$candidate
+    break
+  fi
+done
+peer="$statefulset-$member.$service"
+echo "backup $id: streaming from $peer"
+# pipefail: a refused connection or a broken stream fails the Job instead of leaving a short copy.
+{receive} | gzip -c > "$scratch/backup.xbstream.gz"
+sha256=$(sha256sum "$scratch/backup.xbstream.gz")
+sha256=${{sha256%% *}}
+size=$(stat -c %s "$scratch/backup.xbstream.gz")
+echo "backup $id: $size bytes, sha256 $sha256; checking that it restores"
+check="$scratch/check"
+mkdir -p "$check"
+gzip -dc "$scratch/backup.xbstream.gz" | {stream} -x -C "$check"
+{tool} --prepare --target-dir="$check" > "$scratch/prepare.log" 2>&1 || {{
+  cat "$scratch/prepare.log" >&2
+  echo "backup $id: {tool} --prepare failed: the copy would not restore" >&2
+  exit 1
+}}
+file='' position='' gtid=''
+shopt -s nullglob
+for info in "$check"/*_slave_info "$check"/*_binlog_info; do
+  text=$(<"$info")
+  if [[ $info == *_binlog_info ]]; then
+    # The member's own binlog: file, position and, with GTIDs, the GTID set.
+    read -r f p g _ <<< "$text" || true
+    file=${{file:-$f}} position=${{position:-$p}} gtid=${{gtid:-${{g:-}}}}
+  else
+    # A replica: the primary's coordinates.
+    [[ $text =~ gtid_slave_pos[[:space:]]*=[[:space:]]*\'([^\']*)\' ]] && gtid=${{BASH_REMATCH[1]}}
+    [[ $text =~ _LOG_FILE[[:space:]]*=[[:space:]]*\'([^\']+)\' ]] && file=${{BASH_REMATCH[1]}}
+    [[ $text =~ _LOG_POS[[:space:]]*=[[:space:]]*([0-9]+) ]] && position=${{BASH_REMATCH[1]}}
+  fi
+done
+version=''
+for info in "$check"/*backup_info; do
+  version=$(sed -n 's/^server_version = //p' "$info")
+done
+rm -rf "$check"
+finished=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+# One key per line, values without quotes or backslashes: read back with sed by the restore.
+clean() {{ printf '%s' "${{1//[\"\\]/}}"; }}
+cat > "$scratch/manifest.json" <<JSON
+{{
+  "id": "$id",
+  "statefulset": "$statefulset",
+  "member": "$peer",
+  "flavor": "$flavor",
+  "server_version": "$(clean "$version")",
+  "binlog_file": "$(clean "$file")",
+  "binlog_position": "$(clean "$position")",
+  "gtid": "$(clean "$gtid")",
+  "started": "$started",
+  "finished": "$finished",
+  "size": $size,
+  "sha256": "$sha256",
+  "format": "{stream}+gzip",
+  "prepared": true
+}}
+JSON
+echo "$id" > "$scratch/id"
+echo "backup $id taken from $peer and checked"
+"#,
+        sts = names.statefulset,
+        svc = names.service,
+        first = names.first_ordinal,
+        receive = clone_stream(),
+        stream = flavor.stream_tool(),
+        tool = flavor.backup_tool(),
+    )
+}
+
+/// The ids of the complete backups in `$remote` (those with a manifest), oldest first: an
+/// interrupted backup has no manifest and is never counted, restored or listed as good. POSIX sh.
+const COMPLETE_BACKUPS: &str = r#"complete_backups() {
+  rclone lsf -R --files-only --include '/*/manifest.json' "$remote" |
+    sed -n 's|^\([0-9]\{8\}T[0-9]\{6\}Z\)/manifest\.json$|\1|p' | sort
+}
+"#;
+
+/// `publish-backup`, the second step of a backup Job (POSIX sh, in the client image): upload
+/// the checked backup under a temporary name, rename it, write the manifest last (a backup
+/// without one is incomplete), then apply retention: the oldest complete backups beyond `keep`
+/// are removed, never the one just made, and leftovers of interrupted backups older than the
+/// oldest kept one go too.
+pub fn publish_backup(target: &Target, keep: u32) -> String {
+    format!(
+        r#"set -eu
+remote='{remote}'
+keep={keep}
+scratch={SCRATCH_DIR}
+{COMPLETE_BACKUPS}id=$(cat "$scratch/id")
+echo "publishing backup $id to $remote"
+rclone copyto "$scratch/backup.xbstream.gz" "$remote/$id/backup.xbstream.gz.partial"
+rclone moveto "$remote/$id/backup.xbstream.gz.partial" "$remote/$id/backup.xbstream.gz"
+# Last: the manifest is what makes the backup complete.
+rclone copyto "$scratch/manifest.json" "$remote/$id/manifest.json"
+echo "backup $id published"
+complete=$(complete_backups)
+count=$(printf '%s\n' "$complete" | grep -c . || true)
+if [ "$count" -gt "$keep" ]; then
+  for old in $(printf '%s\n' "$complete" | head -n $((count - keep))); do
+    echo "retention: removing backup $old (keeping the newest $keep)"
+    rclone purge "$remote/$old"
+  done
+fi
+oldest=$(complete_backups | head -n 1)
+for entry in $(rclone lsf --dirs-only "$remote" | sed -n 's|^\([0-9]\{{8\}}T[0-9]\{{6\}}Z\)/$|\1|p'); do
+  if ! printf '%s\n' "$complete" | grep -qx "$entry" && expr "$entry" \< "$oldest" > /dev/null; then
+    echo "retention: removing incomplete backup $entry"
+    rclone purge "$remote/$entry"
+  fi
+done
+"#,
+        remote = remote(target),
+    )
+}
+
+/// `fetch-backup`, the init container of a restored StatefulSet (POSIX sh, in the client
+/// image): on the first member with an empty datadir, download the backup (the newest complete
+/// one for `latest`); check the SHA-256
+/// against the manifest and leave it in `.restore` only when it matches. Any failure names the
+/// backup and the problem and leaves nothing behind.
+pub fn fetch_backup(names: Names<'_>, restore: &Restore) -> String {
+    format!(
+        r#"set -eu
+first={first}
+remote='{remote}'
+id='{id}'
+datadir={DATA_DIR}
+{COMPLETE_BACKUPS}# The container runtime sets HOSTNAME (the pod's name) in every container's environment.
+# shellcheck disable=SC3028
+pod=$HOSTNAME
+ordinal=${{pod##*-}}
+case $ordinal in
+  '' | *[!0-9]*) echo "hostname '$pod' does not end in -<ordinal>" >&2; exit 1 ;;
+esac
+if [ "$ordinal" != "$first" ] || [ -d "$datadir/mysql" ] || [ -f "$datadir/.restore/id" ]; then
+  exit 0
+fi
+download="$datadir/.restore-download"
+fail() {{
+  echo "restore of backup $id from $remote failed: $*" >&2
+  rm -rf "$download"
+  exit 1
+}}
+rm -rf "$download"
+mkdir -p "$download"
+if [ "$id" = latest ]; then
+  id=$(complete_backups | tail -n 1)
+  [ -n "$id" ] || {{ id=latest; fail "there is no complete backup (none has a manifest)"; }}
+  echo "latest complete backup: $id"
+fi
+rclone copyto "$remote/$id/manifest.json" "$download/manifest.json" ||
+  fail "it has no manifest.json: it does not exist or never completed"
+rclone copyto "$remote/$id/backup.xbstream.gz" "$download/backup.xbstream.gz" ||
+  fail "its data (backup.xbstream.gz) can't be downloaded"
+field() {{ sed -n "s/^ *\"$1\": *\"\{{0,1\}}\([^\",]*\)\"\{{0,1\}},\{{0,1\}}$/\1/p" "$download/manifest.json"; }}
+expected=$(field sha256)
+actual=$(sha256sum "$download/backup.xbstream.gz" | cut -d ' ' -f 1)
+[ -n "$expected" ] || fail "its manifest has no sha256"
+[ "$expected" = "$actual" ] ||
+  fail "checksum mismatch: the manifest says sha256 $expected, the data has $actual: the backup is corrupt"
+printf '%s\n' "$id" > "$download/id"
+mv "$download" "$datadir/.restore"
+echo "backup $id downloaded and verified (sha256 $actual)"
+"#,
+        first = names.first_ordinal,
+        remote = remote(&restore.source),
+        id = restore.id,
+    )
 }
 
 #[cfg(test)]

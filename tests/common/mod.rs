@@ -69,9 +69,13 @@ pub fn documents(yaml: &str) -> Vec<Value> {
     mysql_webhook_core::manifests::read_documents(yaml).expect("output is valid YAML")
 }
 
-/// Every bash script the expansion generates (container commands and exec probes), labelled.
-pub fn scripts(sts: &Value) -> Vec<(String, String)> {
-    let pod = &sts["spec"]["template"]["spec"];
+/// Every script the expansion generates (container commands and exec probes), labelled with the
+/// container, the field and the shell (`bash` or `sh`), of a StatefulSet or a CronJob.
+pub fn scripts(object: &Value) -> Vec<(String, String)> {
+    let pod = match object["kind"].as_str() {
+        Some("CronJob") => &object["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+        _ => &object["spec"]["template"]["spec"],
+    };
     let containers = pod["initContainers"]
         .as_array()
         .into_iter()
@@ -93,7 +97,11 @@ pub fn scripts(sts: &Value) -> Vec<(String, String)> {
                 && matches!(command[0].as_str(), Some("bash" | "sh"))
                 && command[1] == "-c"
             {
-                out.push((format!("{name} {path}"), command[2].as_str().unwrap_or_default().to_owned()));
+                let shell = command[0].as_str().unwrap_or_default();
+                out.push((
+                    format!("{name} {path} ({shell})"),
+                    command[2].as_str().unwrap_or_default().to_owned(),
+                ));
             }
         }
     }

@@ -92,13 +92,21 @@ impl ContainerSpec {
             .map_err(|e| format!("starting container {}: {e}", self.name))
     }
 
-    /// Runs the container until it exits, killed after `timeout`.
-    pub fn run_to_completion(&self, timeout: Duration) -> Result<ExitStatus, String> {
+    /// Runs the container until it exits, killed after `timeout` or as soon as `stop` says so.
+    pub fn run_until(&self, timeout: Duration, stop: &dyn Fn() -> bool) -> Result<ExitStatus, String> {
         let mut child = self.spawn()?;
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = child.try_wait().map_err(|e| format!("waiting for {}: {e}", self.name))? {
                 return Ok(status);
+            }
+            if stop() {
+                if let Some(pid) = first_child(child.id()) {
+                    kill(pid, "KILL");
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("container {} killed while it ran", self.name));
             }
             if Instant::now() > deadline {
                 let _ = child.kill();

@@ -11,6 +11,9 @@
 //! before the next. Images map to host programs through [`IMAGES`]; an image not in the table
 //! fails the test. Everything is torn down on drop, also when a test fails.
 
+// Each test crate (replication, backups) uses a different subset.
+#![allow(dead_code)]
+
 mod container;
 
 use std::collections::BTreeMap;
@@ -22,14 +25,20 @@ use std::time::{Duration, Instant};
 
 use container::{Bind, ContainerSpec, Supervisor};
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Secret};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, PodSpec, Secret};
 
 /// The images the runner can run, as host programs: the image's ENTRYPOINT and CMD. The host has
 /// Debian's MariaDB 10.11, its tools under the names the mariadb images use (`mariadb`,
 /// `mariadb-admin`, `mariadb-backup`, `mbstream`, `socat`), and a stand-in for the image's
 /// entrypoint.
-const IMAGES: [(&str, &[&str], &[&str]); 2] =
-    [("mariadb:11.4", &[ENTRYPOINT], &["mariadbd"]), ("mariadb:10.11", &[ENTRYPOINT], &["mariadbd"])];
+const IMAGES: [(&str, &[&str], &[&str]); 3] = [
+    ("mariadb:11.4", &[ENTRYPOINT], &["mariadbd"]),
+    ("mariadb:10.11", &[ENTRYPOINT], &["mariadbd"]),
+    // The backup client image: Debian's rclone, and its scripts run by the host's POSIX sh
+    // (dash), stricter than the image's BusyBox sh.
+    ("rclone/rclone:1.69.1", &["rclone"], &[]),
+];
 
 /// Where every container finds `tests/e2e/image/`, the images' stand-ins: a path of its own, so
 /// it stays visible when the checkout is under /tmp (hidden by the container's private /tmp).
@@ -80,6 +89,7 @@ fn require_environment() {
         "mariadb-backup",
         "mbstream",
         "socat",
+        "rclone",
     ];
     let missing: Vec<&str> = tools
         .into_iter()
@@ -93,7 +103,7 @@ fn require_environment() {
     assert!(
         missing.is_empty(),
         "the end-to-end test needs {missing:?}; install them with: apt-get install -y --no-install-recommends \
-         mariadb-server mariadb-client mariadb-backup socat iproute2 util-linux coreutils (or run .ci/run)"
+         mariadb-server mariadb-client mariadb-backup socat rclone iproute2 util-linux coreutils (or run .ci/run)"
     );
 }
 
@@ -105,15 +115,36 @@ pub struct Manifests {
     pub secret: Secret,
     /// The members' TLS identity (`<name>-tls`).
     pub tls: Secret,
+    /// The backup CronJob, when the StatefulSet schedules backups.
+    pub backup_cron_job: Option<CronJob>,
+    /// Secrets the test adds to the namespace (a backup target's keys).
+    pub other_secrets: Vec<Secret>,
 }
 
 impl Manifests {
     /// Runs the built binary on a manifest of the repository.
     pub fn mutate(example: &str) -> Manifests {
-        let path = repo(example);
+        Manifests::mutate_file(&repo(example))
+    }
+
+    /// The repository's manifest `example` with `annotations` added to its StatefulSet, expanded.
+    pub fn mutate_with(example: &str, annotations: &[(&str, &str)]) -> Manifests {
+        let text = fs::read_to_string(repo(example)).expect("reading the example");
+        let mut documents =
+            mysql_webhook_core::manifests::read_documents(&text).expect("the example is YAML");
+        let sts = documents.iter_mut().find(|d| d["kind"] == "StatefulSet").expect("a StatefulSet");
+        for (key, value) in annotations {
+            sts["metadata"]["annotations"][format!("mysql-webhook.io/{key}")] = (*value).into();
+        }
+        let file = tempfile::NamedTempFile::new().expect("a temporary file");
+        fs::write(file.path(), serde_json::to_string(&documents[0]).expect("JSON")).expect("writing");
+        Manifests::mutate_file(file.path())
+    }
+
+    fn mutate_file(path: &Path) -> Manifests {
         let output = Command::new(env!("CARGO_BIN_EXE_mysql-webhook"))
             .args(["mutate", "--with-secret", "-f"])
-            .arg(&path)
+            .arg(path)
             .output()
             .expect("running mysql-webhook");
         assert!(
@@ -136,15 +167,36 @@ impl Manifests {
             config_map: find(&documents, "ConfigMap"),
             secret: secret("Opaque"),
             tls: secret("kubernetes.io/tls"),
+            backup_cron_job: documents
+                .iter()
+                .find(|d| d["kind"] == "CronJob")
+                .map(|d| serde_json::from_value(d.clone()).expect("the emitted CronJob is one")),
+            other_secrets: Vec::new(),
         }
     }
 
-    /// The Secret named `name` among those emitted.
-    fn secret_named(&self, name: &str) -> &Secret {
+    /// The Secret named `name` with `data`, as `kubectl create secret generic` makes it.
+    pub fn add_secret(&mut self, name: &str, data: &[(&str, &str)]) {
+        self.other_secrets.push(Secret {
+            metadata: k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            ..Default::default()
+        });
+    }
+
+    /// The Secret named `name`: one the expansion emitted (credentials, TLS) or one the test added.
+    fn find_secret(&self, name: &str) -> Option<&Secret> {
         [&self.secret, &self.tls]
             .into_iter()
+            .chain(&self.other_secrets)
             .find(|s| s.metadata.name.as_deref() == Some(name))
-            .unwrap_or_else(|| panic!("no Secret {name} was emitted"))
     }
 
     pub fn secret_value(&self, key: &str) -> String {
@@ -202,6 +254,27 @@ pub struct Cluster {
     namespaces: Vec<String>,
     /// The highest ordinal the hosts file names.
     known_members: u32,
+    /// Backup Jobs run so far.
+    jobs: u32,
+    /// Port forwarders from the pods' network to the host ([`Cluster::expose_host_port`]).
+    forwarders: Vec<std::process::Child>,
+}
+
+/// Where a pod's containers run: its network namespace, hostname and log.
+struct Pod {
+    netns: String,
+    hostname: String,
+    log: PathBuf,
+}
+
+/// The directory of the namespace's PersistentVolumeClaim `name`: one per test process, shared
+/// by its clusters (a restored cluster reads what another one's backup wrote).
+pub fn shared_claim(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{NAMESPACE_PREFIX}{}-claims", std::process::id()))
+        .join(name);
+    fs::create_dir_all(&path).expect("creating a claim's directory");
+    path
 }
 
 static NEXT_CLUSTER: AtomicU32 = AtomicU32::new(0);
@@ -230,6 +303,8 @@ impl Cluster {
             pods: BTreeMap::new(),
             namespaces: vec![switch.clone()],
             known_members: 0,
+            jobs: 0,
+            forwarders: Vec::new(),
         };
         run(&["ip", "-n", &switch, "link", "add", "br0", "type", "bridge"]);
         run(&["ip", "-n", &switch, "link", "set", "br0", "up"]);
@@ -317,6 +392,11 @@ impl Cluster {
     /// Creates pod `ordinal` and waits until it is Ready: fresh emptyDirs, the claims kept from
     /// an earlier incarnation.
     pub fn start_pod(&mut self, ordinal: u32) {
+        self.try_start_pod(ordinal).unwrap_or_else(|failure| panic!("{failure}"));
+    }
+
+    /// [`Cluster::start_pod`], with an init container's failure returned instead of a panic.
+    pub fn try_start_pod(&mut self, ordinal: u32) -> Result<(), String> {
         let started = Instant::now();
         self.ensure_network(ordinal);
         let pod_dir = self.pod_dir(ordinal);
@@ -327,7 +407,7 @@ impl Cluster {
         let volumes = self.volume_sources(ordinal);
 
         for container in template.init_containers.iter().flatten() {
-            self.run_init_container(ordinal, &self.container(ordinal, container, &volumes));
+            self.run_init_container(ordinal, &self.container(ordinal, container, &volumes))?;
         }
         let supervisors =
             template.containers.iter().map(|c| self.container(ordinal, c, &volumes).supervise()).collect();
@@ -338,6 +418,12 @@ impl Cluster {
             self.pod_name(ordinal),
             started.elapsed().as_secs_f64()
         );
+        Ok(())
+    }
+
+    /// The host directory of member `ordinal`'s datadir (its data claim's `mysql` subPath).
+    pub fn data_dir(&self, ordinal: u32) -> PathBuf {
+        self.pod_dir(ordinal).join("claims").join("data").join("mysql")
     }
 
     /// Deletes pod `ordinal` as the kubelet does: SIGTERM to every container, the grace period,
@@ -360,7 +446,16 @@ impl Cluster {
             fs::create_dir_all(&path).expect("creating a claim's directory");
             sources.insert(name, (path, false));
         }
-        for volume in spec.template.spec.as_ref().and_then(|s| s.volumes.as_ref()).into_iter().flatten() {
+        let pod = spec.template.spec.as_ref().expect("the StatefulSet has a pod template");
+        sources.extend(self.pod_volumes(&pod_dir, pod));
+        sources
+    }
+
+    /// The volumes of a pod spec, under `pod_dir`: emptyDirs fresh, ConfigMaps and Secrets as
+    /// files (read-only), claims shared by the test's clusters.
+    fn pod_volumes(&self, pod_dir: &Path, pod: &PodSpec) -> BTreeMap<String, (PathBuf, bool)> {
+        let mut sources = BTreeMap::new();
+        for volume in pod.volumes.iter().flatten() {
             let path = pod_dir.join("volumes").join(&volume.name);
             fs::create_dir_all(&path).expect("creating a volume's directory");
             let files: Vec<(String, Vec<u8>)> = if let Some(source) = &volume.config_map {
@@ -373,8 +468,23 @@ impl Cluster {
                 );
                 config_map.data.iter().flatten().map(|(k, v)| (k.clone(), v.clone().into_bytes())).collect()
             } else if let Some(source) = &volume.secret {
-                let secret = self.manifests.secret_named(source.secret_name.as_deref().unwrap_or_default());
-                secret_files(secret, source.items.as_deref())
+                let name = source.secret_name.as_deref().unwrap_or_default();
+                match self.manifests.find_secret(name) {
+                    Some(secret) => secret_files(secret, source.items.as_deref()),
+                    // The kubelet starts the pod without an optional Secret that doesn't exist;
+                    // the runner leaves the volume out (an empty source: its mount point need
+                    // not exist on the host).
+                    None if source.optional == Some(true) => {
+                        sources.insert(volume.name.clone(), (PathBuf::new(), true));
+                        continue;
+                    }
+                    None => panic!("volume {}: unknown Secret {name}", volume.name),
+                }
+            } else if let Some(claim) = &volume.persistent_volume_claim {
+                // A claim of the namespace, shared by every cluster of the test.
+                let path = shared_claim(&claim.claim_name);
+                sources.insert(volume.name.clone(), (path, claim.read_only == Some(true)));
+                continue;
             } else if volume.empty_dir.is_some() {
                 sources.insert(volume.name.clone(), (path, false));
                 continue;
@@ -411,10 +521,10 @@ impl Cluster {
 
     /// The container's environment: what the container runtime sets, then `env` with values and
     /// Secret keys.
-    fn env(&self, ordinal: u32, container: &Container) -> Vec<(String, String)> {
+    fn env(&self, hostname: &str, container: &Container) -> Vec<(String, String)> {
         let mut env = vec![
             ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
-            ("HOSTNAME".into(), self.pod_name(ordinal)),
+            ("HOSTNAME".into(), hostname.to_owned()),
             ("HOME".into(), "/root".into()),
         ];
         for var in container.env.iter().flatten() {
@@ -427,9 +537,17 @@ impl Cluster {
                             var.name, container.name
                         )
                     });
-                    let secret = self.manifests.secret.metadata.name.as_deref();
-                    assert_eq!(Some(key.name.as_str()), secret, "env {}: unknown Secret", var.name);
-                    self.manifests.secret_value(&key.key)
+                    let secret = self.manifests.find_secret(&key.name);
+                    let value = secret.and_then(|s| s.data.as_ref()?.get(&key.key));
+                    match value {
+                        Some(value) => String::from_utf8(value.0.clone()).expect("UTF-8 Secret values"),
+                        // An optional key that is missing leaves the variable unset.
+                        None if key.optional == Some(true) => continue,
+                        None => panic!(
+                            "env {} of {}: no key {} in Secret {}",
+                            var.name, container.name, key.key, key.name
+                        ),
+                    }
                 }
                 (None, None) => String::new(),
             };
@@ -460,6 +578,20 @@ impl Cluster {
         container: &Container,
         volumes: &BTreeMap<String, (PathBuf, bool)>,
     ) -> ContainerSpec {
+        let pod = Pod {
+            netns: self.namespace(ordinal),
+            hostname: self.pod_name(ordinal),
+            log: self.log_file(ordinal, &container.name),
+        };
+        self.pod_container(&pod, container, volumes)
+    }
+
+    fn pod_container(
+        &self,
+        pod: &Pod,
+        container: &Container,
+        volumes: &BTreeMap<String, (PathBuf, bool)>,
+    ) -> ContainerSpec {
         let file = |source: PathBuf, target: &str| Bind { source, target: target.into(), read_only: false };
         let mut binds = vec![
             file(self.dir.path().join("hosts"), "/etc/hosts"),
@@ -472,6 +604,9 @@ impl Cluster {
             let (source, read_only) = volumes.get(&mount.name).unwrap_or_else(|| {
                 panic!("container {} mounts volume {}, which the pod lacks", container.name, mount.name)
             });
+            if source.as_os_str().is_empty() {
+                continue;
+            }
             let source = match &mount.sub_path {
                 // The kubelet creates a missing subPath directory.
                 Some(sub) => {
@@ -489,12 +624,12 @@ impl Cluster {
         }
         ContainerSpec {
             name: container.name.clone(),
-            netns: self.namespace(ordinal),
-            hostname: self.pod_name(ordinal),
+            netns: pod.netns.clone(),
+            hostname: pod.hostname.clone(),
             binds,
             argv: Cluster::argv(container),
-            env: self.env(ordinal, container),
-            log: self.log_file(ordinal, &container.name),
+            env: self.env(&pod.hostname, container),
+            log: pod.log.clone(),
             readiness: container.readiness_probe.clone(),
         }
     }
@@ -538,11 +673,11 @@ impl Cluster {
     }
 
     /// Runs an init container to completion; retried like the kubelet does, with a short back-off.
-    fn run_init_container(&self, ordinal: u32, container: &ContainerSpec) {
+    fn run_init_container(&self, ordinal: u32, container: &ContainerSpec) -> Result<(), String> {
         let mut failure = String::new();
         for attempt in 1..=INIT_ATTEMPTS {
-            match container.run_to_completion(INIT_TIMEOUT) {
-                Ok(status) if status.success() => return,
+            match container.run_until(INIT_TIMEOUT, &|| false) {
+                Ok(status) if status.success() => return Ok(()),
                 Ok(status) => failure = format!("exited with {status}"),
                 Err(error) => failure = error,
             }
@@ -550,12 +685,73 @@ impl Cluster {
                 std::thread::sleep(Duration::from_secs(attempt));
             }
         }
-        panic!(
+        Err(format!(
             "init container {} of {} failed {INIT_ATTEMPTS} times, last: {failure}\n{}",
             container.name,
             container.hostname,
             self.log_tails(ordinal)
-        );
+        ))
+    }
+
+    /// Runs the pod of the backup CronJob's Job template once, as the Job controller would
+    /// (`restartPolicy: Never`): init containers in order, then the containers, each to
+    /// completion, in a network namespace of its own on the pods' network. `env` is added to
+    /// every container; `stop` is polled while it runs and kills the pod when true, as a deleted
+    /// Job or a lost node would. The pod's log, or the failure with it.
+    pub fn run_backup_job(
+        &mut self,
+        env: &[(&str, &str)],
+        stop: &dyn Fn() -> bool,
+    ) -> Result<String, String> {
+        let cron_job = self.manifests.backup_cron_job.clone().expect("the StatefulSet schedules backups");
+        let job_spec = cron_job.spec.and_then(|s| s.job_template.spec).expect("a Job template");
+        let pod_spec = job_spec.template.spec.expect("a pod template");
+        self.jobs += 1;
+        let name = format!("{}-{}", cron_job.metadata.name.unwrap_or_default(), self.jobs);
+        let namespace = format!("{}-job{}", self.prefix, self.jobs);
+        self.plug(&namespace, &format!("vj{}", self.jobs), &format!("10.244.0.{}", 200 + self.jobs));
+        let pod_dir = self.dir.path().join(&name);
+        fs::create_dir_all(&pod_dir).expect("creating the Job pod's directory");
+        let volumes = self.pod_volumes(&pod_dir, &pod_spec);
+        let log = pod_dir.join("pod.log");
+        let pod = Pod { netns: namespace, hostname: name.clone(), log: log.clone() };
+        let containers = pod_spec.init_containers.iter().flatten().chain(&pod_spec.containers);
+        for container in containers {
+            let mut spec = self.pod_container(&pod, container, &volumes);
+            spec.env.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+            let result = spec.run_until(INIT_TIMEOUT, stop);
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            match result {
+                Ok(status) if status.success() => {}
+                Ok(status) => return Err(format!("{name}: {} exited with {status}\n{text}", container.name)),
+                Err(error) => return Err(format!("{name}: {error}\n{text}")),
+            }
+        }
+        Ok(fs::read_to_string(&log).unwrap_or_default())
+    }
+
+    /// Makes `127.0.0.1:port` of the host (a server the test runs there) reachable from the pods
+    /// at `10.244.0.2:port` (the client's address): a socat in the client's namespace forwards to
+    /// a Unix socket, which one on the host forwards to the port. Stopped with the cluster.
+    pub fn expose_host_port(&mut self, port: u16) -> String {
+        let socket = self.dir.path().join(format!("host-{port}.sock"));
+        let host = Command::new("socat")
+            .arg(format!("UNIX-LISTEN:{},fork", socket.display()))
+            .arg(format!("TCP:127.0.0.1:{port}"))
+            .spawn()
+            .expect("starting socat on the host");
+        self.forwarders.push(host);
+        while !socket.exists() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let pods_side = Command::new("ip")
+            .args(["netns", "exec", &self.client_namespace(), "socat"])
+            .arg(format!("TCP-LISTEN:{port},bind={CLIENT_ADDRESS},fork,reuseaddr"))
+            .arg(format!("UNIX-CONNECT:{}", socket.display()))
+            .spawn()
+            .expect("starting socat in the client's namespace");
+        self.forwarders.push(pods_side);
+        format!("{CLIENT_ADDRESS}:{port}")
     }
 
     /// Waits until every container of the pod passes its readiness probe.
@@ -709,6 +905,10 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
+        for forwarder in &mut self.forwarders {
+            let _ = forwarder.kill();
+            let _ = forwarder.wait();
+        }
         let containers = std::mem::take(&mut self.pods).into_values().flatten().collect();
         container::stop(containers, Duration::ZERO);
         for namespace in self.namespaces.iter().rev() {
