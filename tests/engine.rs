@@ -59,7 +59,17 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
             "annotation mysql-webhook.io/storge is not known; known annotations: mysql-webhook.io/replicated, \
              mysql-webhook.io/storage, mysql-webhook.io/storage-class, mysql-webhook.io/flavor, \
              mysql-webhook.io/backup-image, mysql-webhook.io/root-password-secret, mysql-webhook.io/read-service, \
-             mysql-webhook.io/metrics",
+             mysql-webhook.io/metrics, mysql-webhook.io/policy-exceptions",
+        ),
+        (
+            "policy exceptions with an empty name",
+            with_annotation(base(), "mysql-webhook.io/policy-exceptions", "spread,,storage"),
+            r#"annotation mysql-webhook.io/policy-exceptions: "spread,,storage" is not accepted: "" is not a policy name (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters); use policy names separated by commas, e.g. "replica-quorum,spread""#,
+        ),
+        (
+            "policy exceptions naming a policy twice",
+            with_annotation(base(), "mysql-webhook.io/policy-exceptions", "spread, spread"),
+            r#"annotation mysql-webhook.io/policy-exceptions: "spread, spread" is not accepted: "spread" is named twice; use policy names separated by commas, e.g. "replica-quorum,spread""#,
         ),
         (
             "storage not a quantity",

@@ -20,6 +20,7 @@ use serde_json::value::RawValue;
 
 use crate::consts::{ADMISSION_API_VERSION as API_VERSION, ADMISSION_REVIEW_KIND as KIND};
 use crate::policy_request::{Gvk, PolicyRequest};
+use crate::scope::Subject;
 use crate::{MutateError, mutate_statefulset};
 
 /// A body that is not a usable AdmissionReview (an invalid request, not a denial); the message
@@ -312,8 +313,16 @@ pub enum Validation {
     Answer(Response),
     /// A scale: find the managed parent `namespace/name`, then [`scale_request`].
     Scale { namespace: String, name: String, replicas: i32 },
-    /// Run the policies on this request (an AdmissionRequest as JSON, object expanded).
-    Evaluate(String),
+    /// Run the policies whose scope takes in the subject on this request.
+    Evaluate(Judged),
+}
+
+/// What the policies judge: the request they receive (an AdmissionRequest as JSON, object
+/// expanded) and the StatefulSet as their scopes and exceptions see it.
+#[derive(Debug)]
+pub struct Judged {
+    pub request: String,
+    pub subject: Subject,
 }
 
 /// Decides what `/validate` runs.
@@ -337,19 +346,26 @@ pub fn validation(request: &Request) -> Result<Validation, ReviewError> {
     let (object, old) = request.statefulsets()?;
     match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
-        Ok(Some(mutation)) => {
-            Ok(Validation::Evaluate(request.policy_request(&mutation.expanded, old.as_ref())))
-        }
+        Ok(Some(mutation)) => match Subject::of(&mutation.expanded, request.namespace.as_deref()) {
+            Ok(subject) => Ok(Validation::Evaluate(Judged {
+                request: request.policy_request(&mutation.expanded, old.as_ref()),
+                subject,
+            })),
+            Err(invalid) => expansion_refused(request, MutateError::Refused(invalid)).map(Validation::Answer),
+        },
         Err(error) => expansion_refused(request, error).map(Validation::Answer),
     }
 }
 
 /// The policies' request for a scale of `parent` (as stored) to `replicas`: the parent with the
-/// requested replicas as the object, the parent as the old object.
-pub fn scale_request(request: &Request, parent: &StatefulSet, replicas: i32) -> String {
+/// requested replicas as the object, the parent as the old object; a 422 denial when the
+/// parent's exceptions annotation can't be read (stored before this webhook validated it).
+pub fn scale_request(request: &Request, parent: &StatefulSet, replicas: i32) -> Result<Judged, Response> {
+    let subject = Subject::of(parent, request.namespace.as_deref())
+        .map_err(|invalid| Response::deny(&request.uid, 422, invalid.to_string()))?;
     let mut scaled = parent.clone();
     scaled.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
-    request.policy_request(&scaled, Some(parent))
+    Ok(Judged { request: request.policy_request(&scaled, Some(parent)), subject })
 }
 
 /// The answer for the policies' evaluation: denied (403, every denial with its policy's name,

@@ -14,9 +14,12 @@ pub const ANNOTATION_BACKUP_IMAGE: &str = "mysql-webhook.io/backup-image";
 pub const ANNOTATION_ROOT_PASSWORD_SECRET: &str = "mysql-webhook.io/root-password-secret";
 pub const ANNOTATION_READ_SERVICE: &str = "mysql-webhook.io/read-service";
 pub const ANNOTATION_METRICS: &str = "mysql-webhook.io/metrics";
+/// Comma-separated names of policies the StatefulSet asks to be excepted from; honoured only
+/// where `policies.yaml` allows it (policies/README.md).
+pub const ANNOTATION_POLICY_EXCEPTIONS: &str = "mysql-webhook.io/policy-exceptions";
 
 /// Every annotation under [`PREFIX`] that users may set; anything else under the prefix is a typo.
-pub const KNOWN_ANNOTATIONS: [&str; 8] = [
+pub const KNOWN_ANNOTATIONS: [&str; 9] = [
     ANNOTATION_REPLICATED,
     ANNOTATION_STORAGE,
     ANNOTATION_STORAGE_CLASS,
@@ -25,6 +28,7 @@ pub const KNOWN_ANNOTATIONS: [&str; 8] = [
     ANNOTATION_ROOT_PASSWORD_SECRET,
     ANNOTATION_READ_SERVICE,
     ANNOTATION_METRICS,
+    ANNOTATION_POLICY_EXCEPTIONS,
 ];
 
 /// Label the webhook puts on every expanded StatefulSet: the controller watches by label because
@@ -34,6 +38,9 @@ pub const LABEL_MANAGED: &str = "mysql-webhook.io/managed";
 pub const LABEL_STATEFULSET: &str = "mysql-webhook.io/statefulset";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "mysql-webhook";
+/// Label the API server sets on every Namespace to its name: a namespace selector can always
+/// select by name.
+pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
 /// Server-side apply field manager of the controller.
 pub const FIELD_MANAGER: &str = "mysql-webhook.io";
