@@ -34,7 +34,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         addr: args.addr,
         certificates,
         policies: args.policies,
-        policy_cache: Some(args.policy_cache),
+        policy_cache: args.policy_cache.or_else(mysql_webhook::policy::default_cache_dir),
         controller: !args.no_controller,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

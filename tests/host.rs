@@ -97,6 +97,25 @@ fn an_8_mib_message_is_an_oversized_result() {
 }
 
 #[test]
+fn a_million_empty_warnings_are_contained_without_reading_them_all() {
+    let evaluation = contained("many-warnings", "deny");
+    assert!(evaluation.allowed());
+    let warnings = evaluation.warnings();
+    assert_eq!(warnings.len(), 17, "16 kept and one that counts the rest");
+    assert_eq!(warnings[16], "hostile: … and 999984 more warnings");
+}
+
+#[test]
+fn the_sandbox_grants_no_files_environment_sockets_names_or_clocks() {
+    let evaluation = contained("wasi-probe", "deny");
+    assert_eq!(
+        evaluation.denials(),
+        ["hostile: file=refused;env=refused;cwd=refused;tcp=refused;listen=refused;udp=refused;dns=refused;\
+          wall-clock=0;monotonic-elapsed=0"]
+    );
+}
+
+#[test]
 fn a_policy_asking_for_a_timer_traps_at_once_instead_of_sleeping() {
     let started = Instant::now();
     let evaluation = contained("sleep", "deny");
@@ -219,6 +238,49 @@ fn compiled_policies_are_kept_on_disk_and_a_damaged_artifact_is_compiled_again()
         fresh.validate(&compiled, Duration::from_secs(1), &request(), r#"{"validate":"deny"}"#).unwrap();
     assert!(!verdict.allowed);
     assert_eq!(std::fs::read(&artifacts[0]).unwrap(), full, "the damaged artifact is replaced");
+}
+
+/// The artifacts a host with `cache` as its compile cache leaves there after compiling the
+/// hostile policy (and checking the compiled policy works).
+fn artifacts_after_compiling(cache: &Path) -> Vec<std::path::PathBuf> {
+    let host = mysql_webhook::policy::Host::new(Some(cache.to_path_buf())).unwrap();
+    let compiled = host.compile("hostile", &std::fs::read(common::hostile_policy()).unwrap()).unwrap();
+    assert!(host.validate(&compiled, Duration::from_secs(1), &request(), "{}").unwrap().allowed);
+    let artifacts = std::fs::read_dir(cache).unwrap().map(|e| e.unwrap().path());
+    artifacts.filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect()
+}
+
+#[test]
+fn the_cache_refuses_a_directory_others_can_write() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(artifacts_after_compiling(cache.path()), Vec::<std::path::PathBuf>::new());
+    std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert_eq!(artifacts_after_compiling(cache.path()).len(), 1, "the same directory, private, is used");
+}
+
+#[test]
+fn the_cache_refuses_a_directory_of_another_user() {
+    let cache = tempfile::tempdir().unwrap();
+    // The tests run as root (see README): give the directory to nobody.
+    std::os::unix::fs::chown(cache.path(), Some(65534), Some(65534)).expect("the tests run as root");
+    assert_eq!(artifacts_after_compiling(cache.path()), Vec::<std::path::PathBuf>::new());
+}
+
+#[test]
+fn the_cache_never_follows_a_symlinked_artifact() {
+    let cache = tempfile::tempdir().unwrap();
+    let artifact = artifacts_after_compiling(cache.path()).pop().expect("an artifact");
+    // Someone swaps the artifact for a link to a file of theirs.
+    let planted = tempfile::tempdir().unwrap();
+    let target = planted.path().join("planted.cwasm");
+    std::fs::copy(&artifact, &target).unwrap();
+    std::fs::remove_file(&artifact).unwrap();
+    std::os::unix::fs::symlink(&target, &artifact).unwrap();
+    artifacts_after_compiling(cache.path());
+    let replaced = std::fs::symlink_metadata(&artifact).unwrap();
+    assert!(replaced.file_type().is_file(), "the link was not loaded but replaced by a compiled artifact");
 }
 
 #[test]

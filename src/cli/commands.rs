@@ -100,7 +100,7 @@ pub fn check(args: &CheckArgs) -> ExitCode {
         }
     };
     let source = args.policies.clone().map_or(Source::Builtins, Source::File);
-    let policies = match Host::new(Some(args.policy_cache.clone()))
+    let policies = match Host::new(args.policy_cache.clone().or_else(crate::policy::default_cache_dir))
         .map_err(Into::into)
         .and_then(|host| Policies::load(host, source))
     {

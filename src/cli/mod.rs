@@ -62,8 +62,9 @@ pub struct ServeArgs {
     #[arg(long, env = "MYSQL_WEBHOOK_POLICIES")]
     pub policies: Option<PathBuf>,
     /// Directory for precompiled policies, so a restart doesn't compile them again (created if missing).
-    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE", default_value_os_t = crate::policy::default_cache_dir())]
-    pub policy_cache: PathBuf,
+    /// [default: $XDG_CACHE_HOME/mysql-webhook or $HOME/.cache/mysql-webhook; with neither, none]
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE")]
+    pub policy_cache: Option<PathBuf>,
     /// Don't run the companion controller.
     #[arg(long, env = "MYSQL_WEBHOOK_NO_CONTROLLER")]
     pub no_controller: bool,
@@ -114,8 +115,9 @@ pub struct CheckArgs {
     #[arg(long = "namespace-labels", value_name = "NAMESPACE=LABELS", value_parser = check::parse_namespace_labels)]
     pub namespace_labels: Vec<(String, mysql_webhook_core::scope::Labels)>,
     /// Directory for precompiled policies (created if missing).
-    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE", default_value_os_t = crate::policy::default_cache_dir())]
-    pub policy_cache: PathBuf,
+    /// [default: $XDG_CACHE_HOME/mysql-webhook or $HOME/.cache/mysql-webhook; with neither, none]
+    #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE")]
+    pub policy_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

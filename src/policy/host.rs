@@ -16,7 +16,9 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::component::{
+    Component, ComponentExportIndex, ComponentType, Lift, Linker, Resource, ResourceTable, WasmList, WasmStr,
+};
 use wasmtime::{
     Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
     StoreContextMut, Trap,
@@ -27,8 +29,19 @@ use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, 
 mod bindings {
     wasmtime::component::bindgen!({ path: "policies/wit", world: "policy" });
 }
+use bindings::PolicyPre;
 pub use bindings::Verdict;
-use bindings::{Policy, PolicyPre};
+
+/// The `verdict` record as the guest left it in its memory: strings and the list are lifted
+/// lazily, so the host copies only what it keeps (the message and the first
+/// [`MAX_WARNINGS`] warnings, truncated), whatever size and count the guest returns.
+#[derive(ComponentType, Lift)]
+#[component(record)]
+struct GuestVerdict {
+    allowed: bool,
+    message: Option<WasmStr>,
+    warnings: WasmList<WasmStr>,
+}
 
 /// How often the epoch advances: the precision of every deadline. A thread wakes this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -44,6 +57,10 @@ pub const MAX_MESSAGE_CHARS: usize = 1000;
 pub const MAX_WARNINGS: usize = 16;
 /// The wasm stack a call may use.
 const MAX_WASM_STACK: usize = 1 << 20;
+/// The bytes `wasi:random` cycles through: policies see the same "randomness" on every call.
+const RANDOM_BYTES: [u8; 8] = [0x6d, 0x79, 0x73, 0x71, 0x6c, 0x2d, 0x77, 0x68];
+/// Most bytes one `wasi:random` call may ask for (the default is 2 GiB, allocated by the host).
+const MAX_RANDOM_BYTES: u64 = 64 << 10;
 /// Artifacts in the cache start with this, then the SHA-256 of what follows.
 const CACHE_MAGIC: &[u8; 8] = b"mwhcwsm1";
 
@@ -88,6 +105,9 @@ impl Fault {
 #[derive(Clone)]
 pub struct Compiled {
     pre: PolicyPre<Sandbox>,
+    /// The two exports, looked up once.
+    validate: ComponentExportIndex,
+    validate_settings: ComponentExportIndex,
     /// SHA-256 of the component's bytes, hex.
     pub digest: String,
 }
@@ -210,7 +230,7 @@ impl Host {
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
         let engine_key = hasher.finish();
-        let cache_dir = cache_dir.filter(|dir| match create_private_dir(dir) {
+        let cache_dir = cache_dir.filter(|dir| match prepare_cache_dir(dir) {
             Ok(()) => true,
             Err(error) => {
                 tracing::warn!(dir = %dir.display(), %error, "the policy compile cache can't be used; compiling at every start");
@@ -248,7 +268,14 @@ impl Host {
             module: module.to_owned(),
             reason: format!("it does not export the mysql-webhook:policy@0.1.0 world ({e:#})"),
         })?;
-        let compiled = Compiled { pre, digest: digest.clone() };
+        // PolicyPre has checked both exports and their types: they are there.
+        let export = |name| component.get_export_index(None, name).expect("checked by PolicyPre::new");
+        let compiled = Compiled {
+            pre,
+            validate: export("validate"),
+            validate_settings: export("validate-settings"),
+            digest: digest.clone(),
+        };
         self.compiled.lock().expect("never poisoned").insert(digest, compiled.clone());
         Ok(compiled)
     }
@@ -259,19 +286,30 @@ impl Host {
         self.compiled.lock().expect("never poisoned").retain(|digest, _| keep.contains(digest.as_str()));
     }
 
-    /// `validate-settings`: `Ok(Err(reason))` when the policy refuses them.
+    /// `validate-settings`: `Ok(Err(reason))` when the policy refuses them; the reason is
+    /// truncated as it is read.
     pub fn validate_settings(
         &self,
         compiled: &Compiled,
         timeout: Duration,
         settings: &str,
     ) -> Result<Result<(), String>, Fault> {
-        let refused =
-            self.call(compiled, timeout, |store, policy| policy.call_validate_settings(store, settings))?;
-        Ok(refused.map_err(|reason| truncate(&reason)))
+        self.call(
+            compiled,
+            &compiled.validate_settings,
+            timeout,
+            (settings,),
+            |store, (result,): (Result<(), WasmStr>,)| {
+                Ok(match result {
+                    Ok(()) => Ok(()),
+                    Err(reason) => Err(truncate(&reason.to_str(&*store)?)),
+                })
+            },
+        )
     }
 
-    /// `validate`, with the verdict checked for size and its texts truncated.
+    /// `validate`, with the verdict checked for size and its texts truncated, reading no more
+    /// of the guest's result than it keeps.
     pub fn validate(
         &self,
         compiled: &Compiled,
@@ -279,32 +317,66 @@ impl Host {
         request: &str,
         settings: &str,
     ) -> Result<Verdict, Fault> {
-        let verdict =
-            self.call(compiled, timeout, |store, policy| policy.call_validate(store, request, settings))?;
-        let size = verdict.message.as_ref().map_or(0, String::len)
-            + verdict.warnings.iter().map(String::len).sum::<usize>();
-        if size > MAX_RESULT_BYTES {
-            return Err(Fault::OversizedResult(size));
-        }
-        let mut warnings: Vec<String> =
-            verdict.warnings.iter().take(MAX_WARNINGS).map(|w| truncate(w)).collect();
-        if verdict.warnings.len() > MAX_WARNINGS {
-            warnings.push(format!("… and {} more warnings", verdict.warnings.len() - MAX_WARNINGS));
-        }
-        Ok(Verdict { allowed: verdict.allowed, message: verdict.message.as_deref().map(truncate), warnings })
+        let verdict = self.call(
+            compiled,
+            &compiled.validate,
+            timeout,
+            (request, settings),
+            |store, (verdict,): (GuestVerdict,)| {
+                let count = verdict.warnings.len();
+                let kept = verdict
+                    .warnings
+                    .iter(&mut *store)
+                    .take(MAX_WARNINGS)
+                    .collect::<wasmtime::Result<Vec<_>>>()?;
+                // Borrowed from the guest's memory: nothing is copied until it is kept.
+                let store = &*store;
+                let message = verdict.message.as_ref().map(|m| m.to_str(store)).transpose()?;
+                let kept = kept.iter().map(|w| w.to_str(store)).collect::<wasmtime::Result<Vec<_>>>()?;
+                let size =
+                    message.as_ref().map_or(0, |m| m.len()) + kept.iter().map(|w| w.len()).sum::<usize>();
+                if size > MAX_RESULT_BYTES {
+                    return Ok(Err(Fault::OversizedResult(size)));
+                }
+                let mut warnings: Vec<String> = kept.iter().map(|w| truncate(w)).collect();
+                if count > MAX_WARNINGS {
+                    warnings.push(format!("… and {} more warnings", count - MAX_WARNINGS));
+                }
+                Ok(Ok(Verdict {
+                    allowed: verdict.allowed,
+                    message: message.as_deref().map(truncate),
+                    warnings,
+                }))
+            },
+        )?;
+        verdict
     }
 
-    /// One call in a fresh store: instantiated from the pre-instantiated form, with the memory
-    /// cap and a deadline of `timeout` (to within [`EPOCH_TICK`]).
-    fn call<R>(
+    /// One call of `export` with `params` in a fresh store: instantiated from the
+    /// pre-instantiated form, with the memory cap and a deadline of `timeout` (to within
+    /// [`EPOCH_TICK`]). `read` takes what it needs of the results while they are still in the
+    /// guest's memory.
+    fn call<P, R, T>(
         &self,
         compiled: &Compiled,
+        export: &ComponentExportIndex,
         timeout: Duration,
-        call: impl FnOnce(&mut Store<Sandbox>, &Policy) -> wasmtime::Result<R>,
-    ) -> Result<R, Fault> {
+        params: P,
+        read: impl FnOnce(&mut Store<Sandbox>, R) -> wasmtime::Result<T>,
+    ) -> Result<T, Fault>
+    where
+        P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
+        R: wasmtime::component::ComponentNamedList + Lift + Send + Sync,
+    {
         let wasi = WasiCtxBuilder::new()
             .wall_clock(FrozenClock)
             .monotonic_clock(FrozenClock)
+            // Deterministic: a verdict must not depend on chance, and `check` must repeat
+            // the webhook's. Bounded: a request for more bytes traps instead of allocating.
+            .secure_random(wasmtime_wasi::Deterministic::new(RANDOM_BYTES.to_vec()))
+            .insecure_random(wasmtime_wasi::Deterministic::new(RANDOM_BYTES.to_vec()))
+            .insecure_random_seed(0)
+            .max_random_size(MAX_RANDOM_BYTES)
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
@@ -314,7 +386,14 @@ impl Host {
         store.limiter(|sandbox| &mut sandbox.limiter);
         store.set_epoch_deadline(deadline_ticks(timeout));
         store.epoch_deadline_trap();
-        let result = compiled.pre.instantiate(&mut store).and_then(|policy| call(&mut store, &policy));
+        let result = (|| {
+            let instance = compiled.pre.instance_pre().instantiate(&mut store)?;
+            let func = instance.get_typed_func::<P, R>(&mut store, export)?;
+            let results = func.call(&mut store, params)?;
+            let value = read(&mut store, results)?;
+            func.post_return(&mut store)?;
+            Ok(value)
+        })();
         result.map_err(|error| classify(&error, store.data().limiter.hit, timeout))
     }
 
@@ -325,15 +404,16 @@ impl Host {
 
     fn load_cached(&self, digest: &str) -> Option<Component> {
         let path = self.artifact_path(digest)?;
-        let file = std::fs::read(&path).ok()?;
+        let file = read_no_follow(&path).ok()?;
         let artifact = verified_artifact(&file);
         if artifact.is_none() {
             tracing::warn!(path = %path.display(), "ignoring a damaged precompiled policy; compiling it again");
             return None;
         }
         // SAFETY: `Component::deserialize` runs machine code from the artifact without checking
-        // it, so only artifacts this program wrote are loaded: they live in a directory created
-        // with mode 0700, are written under a temporary name and renamed into place, and the
+        // it, so only artifacts this program wrote are loaded: they live in a directory that
+        // this user owns and nobody else can write (checked by `prepare_cache_dir`), are read
+        // without following a symbolic link, are written under a temporary name and renamed into place, and the
         // SHA-256 over their content is checked just above, so a partial write or a damaged file
         // is never loaded. The name carries the engine's compatibility hash, and wasmtime also
         // refuses artifacts of another engine configuration or version.
@@ -437,21 +517,52 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+/// Creates the compile cache directory (mode 0700) if missing, and trusts it only when it is a
+/// real directory (not a symbolic link) owned by this process's user and writable by nobody
+/// else: its artifacts are machine code the server runs.
+fn prepare_cache_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
-    // Probe: a directory that exists but can't be written is as good as none.
+    // Probe: a directory that exists but can't be written is as good as none. The probe's
+    // owner is this process's effective user.
     let probe = dir.join(format!(".probe.{}", std::process::id()));
     write_private(&probe, b"")?;
-    std::fs::remove_file(probe)
+    let me = std::fs::symlink_metadata(&probe).map(|m| m.uid());
+    std::fs::remove_file(&probe)?;
+    let (me, meta) = (me?, std::fs::symlink_metadata(dir)?);
+    let refuse = |why: String| Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why));
+    if meta.file_type().is_symlink() || !meta.is_dir() {
+        return refuse("it is not a directory (a symbolic link is not followed)".into());
+    }
+    if meta.uid() != me {
+        return refuse(format!("it is owned by uid {}, not by this server's uid {me}", meta.uid()));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return refuse(format!(
+            "it is writable by group or others (mode {:o}); use mode 0700",
+            meta.mode() & 0o777
+        ));
+    }
+    Ok(())
 }
 
+/// Writes a new file (mode 0600); refuses a path that exists, a symbolic link included.
 fn write_private(path: &Path, content: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file =
-        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     file.write_all(content)
+}
+
+/// Reads a file, refusing a symbolic link in its place.
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path)?;
+    let mut content = Vec::new();
+    file.read_to_end(&mut content)?;
+    Ok(content)
 }
 
 /// Advances the engine's epoch every [`EPOCH_TICK`] until dropped.

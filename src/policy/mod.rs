@@ -156,11 +156,12 @@ fn file_identity(path: &Path) -> Option<(u64, i64, i64, u64)> {
 }
 
 /// Where precompiled policies are kept unless `--policy-cache` says otherwise:
-/// `$XDG_CACHE_HOME/mysql-webhook`, `$HOME/.cache/mysql-webhook`, else the temporary directory.
-pub fn default_cache_dir() -> PathBuf {
+/// `$XDG_CACHE_HOME/mysql-webhook` or `$HOME/.cache/mysql-webhook`; with neither, no cache
+/// (compiling at every start) rather than a shared temporary directory, where another user
+/// could plant machine code.
+pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))
-        .unwrap_or_else(std::env::temp_dir);
-    base.join("mysql-webhook")
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("mysql-webhook"))
 }

@@ -3,8 +3,9 @@
 //! "<what>"}` in `validate-settings`. What: `allow`, `deny`, `loop` (never returns), `hog`
 //! (allocates until stopped), `trap` (panics), `big-message` (an 8 MiB deny message),
 //! `refuse` (refuses the settings), `sleep` (asks the host for a timer), `warn` (allows with a
-//! warning). Written against the raw bindings, without the SDK, as a component from any
-//! toolchain would be.
+//! warning), `many-warnings` (a million empty warnings), `wasi-probe` (tries every capability
+//! WASI could grant and denies with what each attempt got). Written against the raw bindings,
+//! without the SDK, as a component from any toolchain would be.
 
 wit_bindgen::generate!({ path: "../../../policies/wit", world: "policy" });
 
@@ -38,12 +39,38 @@ fn misbehave(what: &str) -> Verdict {
         }
         "trap" => panic!("hostile panics"),
         "big-message" => Verdict { allowed: false, message: Some("x".repeat(8 << 20)), warnings: vec![] },
+        "many-warnings" => Verdict { allowed: true, message: None, warnings: vec![String::new(); 1_000_000] },
+        "wasi-probe" => Verdict { allowed: false, message: Some(probe_wasi()), warnings: vec![] },
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Verdict { allowed: true, message: None, warnings: vec![] }
         }
         _ => Verdict { allowed: true, message: None, warnings: vec![] },
     }
+}
+
+/// `what=outcome;…` for each capability a policy must not have.
+fn probe_wasi() -> String {
+    use std::net::ToSocketAddrs;
+    use std::time::{Instant, SystemTime, UNIX_EPOCH};
+    let outcome = |ok: bool| if ok { "granted" } else { "refused" };
+    let file = outcome(std::fs::read("/etc/hostname").is_ok() || std::fs::read_dir(".").is_ok());
+    let env = outcome(std::env::vars_os().next().is_some() || std::env::args_os().next().is_some());
+    let cwd = outcome(std::env::current_dir().is_ok_and(|dir| dir.as_os_str().len() > 1));
+    let tcp = outcome(std::net::TcpStream::connect("127.0.0.1:8443").is_ok());
+    let listen = outcome(std::net::TcpListener::bind("127.0.0.1:0").is_ok());
+    let udp = outcome(std::net::UdpSocket::bind("127.0.0.1:0").is_ok());
+    let dns = outcome(("localhost", 80).to_socket_addrs().is_ok());
+    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(u128::MAX, |d| d.as_nanos());
+    let start = Instant::now();
+    let mut spin: u64 = 0;
+    for i in 0..100_000u64 {
+        spin = std::hint::black_box(spin.wrapping_add(i));
+    }
+    let elapsed = start.elapsed().as_nanos();
+    format!(
+        "file={file};env={env};cwd={cwd};tcp={tcp};listen={listen};udp={udp};dns={dns};wall-clock={wall};monotonic-elapsed={elapsed}"
+    )
 }
 
 impl Guest for Hostile {
