@@ -360,9 +360,13 @@ pub fn validation(request: &Request) -> Result<Validation, ReviewError> {
 /// The policies' request for a scale of `parent` (as stored) to `replicas`: the parent with the
 /// requested replicas as the object, the parent as the old object; a 422 denial when the
 /// parent's exceptions annotation can't be read (stored before this webhook validated it).
-pub fn scale_request(request: &Request, parent: &StatefulSet, replicas: i32) -> Result<Judged, Response> {
+pub fn scale_request(
+    request: &Request,
+    parent: &StatefulSet,
+    replicas: i32,
+) -> Result<Judged, Box<Response>> {
     let subject = Subject::of(parent, request.namespace.as_deref())
-        .map_err(|invalid| Response::deny(&request.uid, 422, invalid.to_string()))?;
+        .map_err(|invalid| Box::new(Response::deny(&request.uid, 422, invalid.to_string())))?;
     let mut scaled = parent.clone();
     scaled.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
     Ok(Judged { request: request.policy_request(&scaled, Some(parent)), subject })

@@ -290,7 +290,9 @@ mod tests {
         let shop = subject("shop", &[], &["spread", "storage"]);
         let not_asked = subject("legacy", &[], &["storage"]);
         let refused = |why: &str| why.to_owned();
-        let cases: [(&PolicyScope, &Subject, Option<&Labels>, Result<Decision, String>); 8] = [
+        // Err: a refusal whose message contains this.
+        type Case<'a> = (&'a PolicyScope, &'a Subject, Option<&'a Labels>, Result<Decision, String>);
+        let cases: [Case; 8] = [
             (&by_name, &legacy, None, Ok(Decision::Excepted)),
             (&by_name, &shop, Some(&sandbox), Err(refused("namespace shop is not among the places"))),
             (&by_selector, &shop, Some(&sandbox), Ok(Decision::Excepted)),

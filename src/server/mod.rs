@@ -175,7 +175,7 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
             match lookup.managed_parent(&namespace, &name).await {
                 Ok(Some(parent)) => match admission::scale_request(&request, &parent, replicas) {
                     Ok(judged) => judged,
-                    Err(answer) => return Ok(answer),
+                    Err(answer) => return Ok(*answer),
                 },
                 Ok(None) => return Ok(admission::Response::allow(&request.uid)),
                 Err(error) => return Err(HandlerError::Internal(error.to_string())),
