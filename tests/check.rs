@@ -209,3 +209,29 @@ fn a_malformed_namespace_labels_flag_is_a_usage_error() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("label \"tier\" has no value; use NAMESPACE=KEY=VALUE"), "{stderr}");
 }
+
+#[test]
+fn what_kubectl_get_prints_for_running_statefulsets_and_namespaces_is_checked_as_stored() {
+    // `kubectl get statefulsets -A -l mysql-webhook.io/managed=true -o yaml` and
+    // `kubectl get namespaces -o yaml`: Lists of stored objects (README, "Rolling out a stricter rule").
+    let text =
+        std::fs::read_to_string(common::repo_path("tests/data/apiserver/validate-update-statefulset.json"))
+            .unwrap();
+    let review: Value = serde_json::from_str(&text).unwrap();
+    let mut stored = review["request"]["oldObject"].clone();
+    stored["spec"]["replicas"] = serde_json::json!(4);
+    let namespace = stored["metadata"]["namespace"].as_str().unwrap().to_owned();
+    let statefulsets = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [stored]});
+    let namespaces = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"tier": "prod"}}}
+    ]});
+    let input = format!("{statefulsets}\n{namespaces}\n");
+    let (code, stdout, stderr) = scoped(&input, &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let denied = stdout.lines().find(|line| line.contains("DENY")).unwrap();
+    assert!(
+        denied.starts_with(&format!("StatefulSet/{namespace}/mysql")) && denied.contains("quorum"),
+        "{denied}"
+    );
+    assert!(stderr.contains(&format!("namespace {namespace}: labels kubernetes.io/metadata.name={namespace},tier=prod (from its Namespace in the input)")), "{stderr}");
+}
