@@ -886,3 +886,125 @@ fn serve_refuses_to_start_with_a_bad_policy_set_and_names_the_policy_and_reason(
         "{stderr}"
     );
 }
+
+/// Peak resident memory of a process, from /proc (VmHWM), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// A TLS connection to `addr` trusting `ca`, speaking HTTP/1.1, for clients that misbehave.
+async fn raw_tls(addr: SocketAddr, ca: &str) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap()
+}
+
+/// The server under every kind of overload at once: a flood of 4 MiB reviews, hundreds of idle
+/// connections (with and without a TLS handshake), a client that sends reviews and never reads
+/// the answers. `/healthz` answers throughout, every review gets an answer (the review's, or a
+/// 503 that names the limit), and the process stays within the memory bound that fits the
+/// Deployment's 256 MiB limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn under_overload_health_answers_every_review_is_answered_and_memory_stays_bounded() {
+    use tokio::io::AsyncWriteExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let (bundle, args) = pair_in(dir.path());
+    let server = ServerProcess::start(&args, dir.path()).await;
+    let base = format!("https://{}", server.addr);
+    let health = client(&[&bundle.ca_pem]);
+
+    // Idle connections: TCP only, and TLS without a request.
+    let mut idle = Vec::new();
+    for _ in 0..200 {
+        idle.push(tokio::net::TcpStream::connect(server.addr).await.unwrap());
+    }
+    let mut idle_tls = Vec::new();
+    for _ in 0..50 {
+        idle_tls.push(raw_tls(server.addr, &bundle.ca_pem).await);
+    }
+
+    // A slow reader: 200 pipelined reviews on one connection, answers never read.
+    let review = fixture("create-annotated").to_string();
+    let mut slow = raw_tls(server.addr, &bundle.ca_pem).await;
+    let request = format!(
+        "POST /mutate HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{review}",
+        review.len()
+    );
+    for _ in 0..200 {
+        if slow.write_all(request.as_bytes()).await.is_err() {
+            break;
+        }
+    }
+
+    // The flood: 48 reviews of 4 MiB at once, each on its own connection.
+    let mut big = fixture("create-annotated");
+    let filler = "x".repeat(4 * 1024 * 1024 - review.len() - 200);
+    big["request"]["object"]["metadata"]["annotations"]["example.com/filler"] = json!(filler);
+    let big = big.to_string();
+    assert!(big.len() <= server::BODY_LIMIT, "{} bytes", big.len());
+    let flood = client_with(&[&bundle.ca_pem], &[&rustls::version::TLS13], Some(reqwest::Version::HTTP_11));
+    let sends = (0..48).map(|_| {
+        let (flood, url, body) = (flood.clone(), format!("{base}/mutate"), big.clone());
+        tokio::spawn(async move {
+            let response = flood.post(url).header("content-type", "application/json").body(body).send().await;
+            let response = response.expect("every review gets an answer, not a dropped connection");
+            let status = response.status().as_u16();
+            (status, response.text().await.unwrap())
+        })
+    });
+    let sends: Vec<_> = sends.collect();
+
+    // Health throughout.
+    for _ in 0..20 {
+        let response = health.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut statuses = std::collections::BTreeMap::new();
+    for send in sends {
+        let (status, body) = send.await.unwrap();
+        if status == 503 {
+            assert!(body.contains("bytes of reviews in flight; retry"), "{body}");
+        }
+        *statuses.entry(status).or_insert(0) += 1;
+    }
+    assert!(statuses.keys().all(|status| [200, 503].contains(status)), "{statuses:?}");
+    assert!(statuses.contains_key(&200), "some big reviews are served: {statuses:?}");
+    assert!(statuses.contains_key(&503), "the budget refuses the rest at once: {statuses:?}");
+    assert_eq!(health.get(format!("{base}/healthz")).send().await.unwrap().status(), 200);
+    let peak = peak_memory(server.child.id());
+    eprintln!("answers by status: {statuses:?}; peak resident memory: {} MiB", peak >> 20);
+    assert!(
+        peak < 192 << 20,
+        "peak resident memory {} MiB, over the bound kept under the 256 MiB limit",
+        peak >> 20
+    );
+    drop((idle, idle_tls, slow));
+}
+
+#[tokio::test]
+async fn a_body_announced_over_the_limit_is_refused_before_it_is_read() {
+    let server = Server::start().await;
+    let response = server
+        .client()
+        .post(format!("{}/validate", server.url))
+        .header("content-length", (server::BODY_LIMIT + 1).to_string())
+        .body(vec![b' '; server::BODY_LIMIT + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+}

@@ -42,6 +42,8 @@ pub enum Outcome {
     Invalid,
     /// The webhook's own failure: answered with an HTTP 500.
     Error,
+    /// Refused at once because the server is at one of its limits: HTTP 503.
+    Overloaded,
 }
 
 impl Outcome {
@@ -53,6 +55,7 @@ impl Outcome {
             Outcome::Denied => "denied",
             Outcome::Invalid => "invalid",
             Outcome::Error => "error",
+            Outcome::Overloaded => "overloaded",
         }
     }
 }

@@ -8,6 +8,12 @@
 //! `/validate` runs the policies off the async executor (`spawn_blocking`), at most
 //! [`AppState::evaluations`] at a time, so a slow policy never stalls the accept loop, the probes
 //! or `/mutate`.
+//!
+//! The server is bounded everywhere, and answers at once when full instead of queueing without
+//! end: at most [`MAX_CONNECTIONS`] connections (more are closed as they arrive), idle ones
+//! closed after [`IDLE_TIMEOUT`] (HTTP/2 peers also pinged), at most [`BODY_BUDGET`] bytes of
+//! admission bodies in flight and [`MAX_QUEUED_EVALUATIONS`] reviews waiting for a policy slot
+//! (beyond either, 503 with `Retry-After`). `/healthz` and `/readyz` take none of these budgets.
 
 pub mod tls;
 
@@ -28,6 +34,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -50,6 +57,26 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long SIGTERM waits for requests in flight before exiting anyway.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Admission bodies being read or answered at once, in bytes (counted by `Content-Length`, or
+/// as [`BODY_LIMIT`] when a body doesn't say): what keeps a flood of 4 MiB reviews within the
+/// Deployment's 256 MiB limit (a review costs some ten times its size while it is parsed,
+/// expanded and diffed; two of the largest at once peaked near 150 MiB in
+/// `tests/server.rs`). The API server's reviews are 2–30 KB: hundreds fit.
+pub const BODY_BUDGET: usize = 8 << 20;
+/// `/validate` reviews waiting for a policy evaluation slot; more are answered 503 at once.
+pub const MAX_QUEUED_EVALUATIONS: usize = 64;
+/// Connections open at once; more are closed as they are accepted. The API server needs a few
+/// (HTTP/2 multiplexes), each costs some 50 KiB (TLS and HTTP buffers).
+pub const MAX_CONNECTIONS: usize = 1024;
+/// A connection with no request in progress for this long is closed (gracefully).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// HTTP/2 pings: a peer that doesn't answer within the timeout is gone.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+pub const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Concurrent HTTP/2 streams per connection.
+pub const MAX_STREAMS: u32 = 128;
+/// Units of [`BODY_BUDGET`]'s semaphore.
+const BUDGET_UNIT: usize = 1024;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -65,6 +92,10 @@ pub struct AppState {
     /// Bounds the policy evaluations running at once (one per core): more would only queue
     /// for CPU inside the blocking pool.
     pub evaluations: Arc<tokio::sync::Semaphore>,
+    /// Reviews waiting for an evaluation slot.
+    pub queued_evaluations: Arc<std::sync::atomic::AtomicUsize>,
+    /// [`BODY_BUDGET`] in units of [`BUDGET_UNIT`] bytes.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -78,6 +109,8 @@ impl AppState {
             lookup: None,
             namespaces: None,
             evaluations: Arc::new(tokio::sync::Semaphore::new(cores)),
+            queued_evaluations: Arc::default(),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET / BUDGET_UNIT)),
         }
     }
 
@@ -148,6 +181,8 @@ async fn validate_handler(State(state): State<AppState>, request: Request) -> Re
 enum HandlerError {
     /// Not a usable review: 400.
     Invalid(admission::ReviewError),
+    /// The server is at one of its limits: 503 at once, with the limit named.
+    Overloaded(String),
     /// Our failure: 500 with a generic message (the detail is logged), and the webhook's
     /// `failurePolicy` decides.
     Internal(String),
@@ -182,7 +217,21 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
             }
         }
     };
-    let permit = state.evaluations.clone().acquire_owned().await.expect("the semaphore is never closed");
+    let permit = match state.evaluations.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => {
+            // A slot is busy: wait in a bounded queue, or say at once that it is full.
+            let queued = QueuedEvaluation::enter(&state.queued_evaluations).ok_or_else(|| {
+                HandlerError::Overloaded(format!(
+                    "the webhook is at its limit of {MAX_QUEUED_EVALUATIONS} reviews waiting for the policies; retry"
+                ))
+            })?;
+            let permit =
+                state.evaluations.clone().acquire_owned().await.expect("the semaphore is never closed");
+            drop(queued);
+            permit
+        }
+    };
     let (policies, metrics, span) = (state.policies.clone(), state.metrics.clone(), tracing::Span::current());
     let namespace_labels = state.namespaces.as_ref().and_then(|cache| cache.labels(&input.subject.namespace));
     let evaluation = tokio::task::spawn_blocking(move || {
@@ -199,6 +248,84 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
     Ok(admission::evaluation_response(&request, &evaluation.denials(), evaluation.warnings()))
 }
 
+/// A place in the queue for an evaluation slot, given back on drop.
+struct QueuedEvaluation<'a>(&'a std::sync::atomic::AtomicUsize);
+
+impl<'a> QueuedEvaluation<'a> {
+    fn enter(queued: &'a std::sync::atomic::AtomicUsize) -> Option<QueuedEvaluation<'a>> {
+        let entered = queued.fetch_add(1, Ordering::AcqRel) < MAX_QUEUED_EVALUATIONS;
+        let place = QueuedEvaluation(queued);
+        entered.then_some(place)
+    }
+}
+
+impl Drop for QueuedEvaluation<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The 503 of a server at one of its limits: says which, and when to retry.
+fn overloaded(message: String) -> Response {
+    let mut response = error(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+/// Takes the share of [`BODY_BUDGET`] that `request`'s body announces (`Content-Length`), or
+/// answers why it can't: 413 for a body announced over [`BODY_LIMIT`], 503 when the budget is
+/// spent. A body that announces nothing takes its share as it arrives ([`read_body`]).
+fn reserve_body(
+    state: &AppState,
+    request: &Request,
+) -> Result<Option<OwnedSemaphorePermit>, (Outcome, Response)> {
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|length| length.to_str().ok()?.parse::<usize>().ok());
+    match announced {
+        None => Ok(None),
+        Some(length) if length > BODY_LIMIT => Err((Outcome::Invalid, body_too_large())),
+        Some(length) => grow_reservation(&state.body_budget, None, length).map(Some),
+    }
+}
+
+/// `reserved`, grown to cover `bytes`; the 503 when the budget can't cover them.
+fn grow_reservation(
+    budget: &Arc<tokio::sync::Semaphore>,
+    reserved: Option<OwnedSemaphorePermit>,
+    bytes: usize,
+) -> Result<OwnedSemaphorePermit, (Outcome, Response)> {
+    let needed = bytes.div_ceil(BUDGET_UNIT).max(1);
+    let held = reserved.as_ref().map_or(0, OwnedSemaphorePermit::num_permits);
+    let more = u32::try_from(needed.saturating_sub(held)).expect("bodies are limited to BODY_LIMIT");
+    if more == 0 {
+        return Ok(reserved.expect("a reservation covering the bytes exists"));
+    }
+    let extra = budget.clone().try_acquire_many_owned(more).map_err(|_| {
+        let message =
+            format!("the webhook is at its limit of {BODY_BUDGET} bytes of reviews in flight; retry");
+        (Outcome::Overloaded, overloaded(message))
+    })?;
+    Ok(match reserved {
+        Some(mut permit) => {
+            permit.merge(extra);
+            permit
+        }
+        None => extra,
+    })
+}
+
+/// Reads a body to its end, up to [`BODY_LIMIT`] bytes and within [`BODY_TIMEOUT`], keeping none
+/// of it.
+async fn discard_body(body: &mut Limited<Body>) {
+    let _ = tokio::time::timeout(BODY_TIMEOUT, async { while let Some(Ok(_)) = body.frame().await {} }).await;
+}
+
+fn body_too_large() -> Response {
+    error(StatusCode::PAYLOAD_TOO_LARGE, format!("the body is larger than the limit of {BODY_LIMIT} bytes"))
+}
+
 /// The shell shared by both admission endpoints: read the body within limits, parse the
 /// review, decide, answer, log with the request's uid and count.
 async fn review<Decide, Decided>(
@@ -213,8 +340,21 @@ where
 {
     let started = Instant::now();
     let _in_flight = state.metrics.start_request();
-    let (outcome, response) = match read_body(request.into_body()).await {
-        Err(response) => (Outcome::Invalid, response),
+    let mut reserved = match reserve_body(&state, &request) {
+        Ok(permit) => permit,
+        Err((outcome, response)) => {
+            tracing::warn!(endpoint, outcome = outcome.as_str(), "admission request refused at a limit");
+            if outcome == Outcome::Overloaded {
+                // Read and drop the body (nothing is kept) so the client gets the answer rather
+                // than a broken pipe while it is still sending.
+                discard_body(&mut Limited::new(request.into_body(), BODY_LIMIT)).await;
+            }
+            state.metrics.record_request(endpoint, outcome, started);
+            return response;
+        }
+    };
+    let (outcome, response) = match read_body(request.into_body(), &state.body_budget, &mut reserved).await {
+        Err(refused) => refused,
         Ok(body) => match admission::parse(&body) {
             Err(rejection) => {
                 tracing::info!(endpoint, %rejection, "invalid admission review");
@@ -242,6 +382,10 @@ where
                             tracing::info!(%rejection, "invalid admission request");
                             (Outcome::Invalid, error(StatusCode::BAD_REQUEST, rejection.0))
                         }
+                        Err(HandlerError::Overloaded(message)) => {
+                            tracing::warn!(%message, "admission request refused at a limit");
+                            (Outcome::Overloaded, overloaded(message))
+                        }
                         Err(HandlerError::Internal(detail)) => {
                             tracing::error!(error = %detail, "internal error");
                             let message = "internal error; the webhook's log has the details".into();
@@ -258,23 +402,45 @@ where
     response
 }
 
-/// The body, or the 4xx that says why it can't be read: too large (413), too slow (408), broken (400).
-async fn read_body(body: Body) -> Result<Bytes, Response> {
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than the limit of {BODY_LIMIT} bytes"),
-        )
+/// The body, or the answer that says why it can't be read: too large (413), too slow (408),
+/// broken (400), or more than the budget has left (503, the rest of the body read and dropped).
+/// Bytes beyond what `reserved` covers take more of the budget as they arrive.
+async fn read_body(
+    body: Body,
+    budget: &Arc<tokio::sync::Semaphore>,
+    reserved: &mut Option<OwnedSemaphorePermit>,
+) -> Result<Bytes, (Outcome, Response)> {
+    let invalid = |response| (Outcome::Invalid, response);
+    let mut body = Limited::new(body, BODY_LIMIT);
+    let read = async {
+        let mut bytes = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = match frame {
+                Ok(frame) => frame,
+                Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+                    return Err(invalid(body_too_large()));
+                }
+                Err(e) => {
+                    return Err(invalid(error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))));
+                }
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            bytes.extend_from_slice(&data);
+            *reserved = Some(grow_reservation(budget, reserved.take(), bytes.len())?);
+        }
+        Ok(Bytes::from(bytes))
     };
-    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, BODY_LIMIT).collect()).await {
-        Err(_) => Err(error(
+    let result = match tokio::time::timeout(BODY_TIMEOUT, read).await {
+        Err(_) => Err(invalid(error(
             StatusCode::REQUEST_TIMEOUT,
             format!("the body did not arrive within {}s", BODY_TIMEOUT.as_secs()),
-        )),
-        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
-        Ok(Err(e)) => Err(error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        ))),
+        Ok(result) => result,
+    };
+    if matches!(&result, Err((Outcome::Overloaded, _))) {
+        discard_body(&mut body).await;
     }
+    result
 }
 
 /// Serves `app` over TLS on `listener` until `shutdown` completes, then stops accepting and
@@ -288,7 +454,14 @@ pub async fn serve(
     let acceptor = TlsAcceptor::from(certificates.server_config());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(HANDSHAKE_TIMEOUT);
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(KEEPALIVE_INTERVAL))
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+        .max_concurrent_streams(MAX_STREAMS);
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let (drain, draining) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -303,26 +476,105 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let (acceptor, builder, app, watcher) =
-            (acceptor.clone(), builder.clone(), app.clone(), graceful.watcher());
+        let Ok(slot) = connections.clone().try_acquire_owned() else {
+            // Closing at once is the fast answer; a queue of accepted sockets would grow without end.
+            tracing::debug!(%peer, limit = MAX_CONNECTIONS, "connection refused: at the connection limit");
+            continue;
+        };
+        let (acceptor, builder, app, mut draining) =
+            (acceptor.clone(), builder.clone(), app.clone(), draining.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
             };
-            let connection = builder
-                .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(app))
-                .into_owned();
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
+            let activity = Arc::new(Activity::default());
+            // `app`, counting the requests in progress on this connection (for the idle timeout).
+            let counted = activity.clone();
+            let service = tower::service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let (app, activity) = (app.clone(), counted.clone());
+                activity.begin();
+                async move {
+                    let response = tower::ServiceExt::oneshot(app, request).await;
+                    activity.end();
+                    response
+                }
+            });
+            let connection =
+                builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service));
+            tokio::pin!(connection);
+            let mut idle_check = tokio::time::interval(IDLE_TIMEOUT / 4);
+            let mut closing = false;
+            loop {
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(error) = result {
+                            tracing::debug!(%peer, %error, "connection ended with an error");
+                        }
+                        break;
+                    }
+                    _ = idle_check.tick(), if !closing => {
+                        if activity.idle_for() >= IDLE_TIMEOUT {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            connection.as_mut().graceful_shutdown();
+                            closing = true;
+                        }
+                    }
+                    _ = draining.wait_for(|drain| *drain), if !closing => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = true;
+                    }
+                }
             }
         });
     }
     drop(listener);
-    tracing::info!(connections = graceful.count(), "shutting down: draining requests in flight");
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+    let open = MAX_CONNECTIONS - connections.available_permits();
+    tracing::info!(connections = open, "shutting down: draining requests in flight");
+    let _ = drain.send(true);
+    let all_closed = connections.acquire_many(MAX_CONNECTIONS as u32);
+    if tokio::time::timeout(DRAIN_TIMEOUT, all_closed).await.is_err() {
         tracing::warn!("drain timed out; exiting with connections still open");
+    }
+}
+
+/// When a connection last had no request in progress, and how many it has now.
+#[derive(Default)]
+struct Activity {
+    in_progress: std::sync::atomic::AtomicUsize,
+    /// Milliseconds since `origin` when the last request ended (or the connection began).
+    last_ended: std::sync::atomic::AtomicU64,
+    origin: OnceInstant,
+}
+
+/// An `Instant` that defaults to now.
+struct OnceInstant(Instant);
+
+impl Default for OnceInstant {
+    fn default() -> Self {
+        OnceInstant(Instant::now())
+    }
+}
+
+impl Activity {
+    fn idle_for(&self) -> Duration {
+        if self.in_progress.load(Ordering::Acquire) > 0 {
+            return Duration::ZERO;
+        }
+        let ended = Duration::from_millis(self.last_ended.load(Ordering::Acquire));
+        self.origin.0.elapsed().saturating_sub(ended)
+    }
+
+    fn begin(&self) {
+        self.in_progress.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn end(&self) {
+        let now = u64::try_from(self.origin.0.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ended.store(now, Ordering::Release);
+        self.in_progress.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
