@@ -250,3 +250,39 @@ fn the_answer_is_a_whole_admission_review_with_the_requests_uid() {
     assert_eq!(answer["response"]["uid"], request.uid.as_str());
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
 }
+
+#[test]
+fn policies_see_the_stored_object_without_the_api_servers_bookkeeping() {
+    let file = "apiserver/validate-update-statefulset.json";
+    let review = review_json(file);
+    assert!(review["request"]["object"]["metadata"]["managedFields"].is_array(), "the fixture carries them");
+    let Validation::Evaluate(input) = validation(&request(file)).unwrap() else { panic!("evaluated") };
+    let input: Value = serde_json::from_str(&input.request).unwrap();
+    for side in ["object", "oldObject"] {
+        let metadata = &input[side]["metadata"];
+        assert!(metadata.get("managedFields").is_none(), "{side}");
+        assert!(
+            metadata["annotations"].get("kubectl.kubernetes.io/last-applied-configuration").is_none(),
+            "{side}"
+        );
+    }
+    // An object /mutate already expanded is judged as it will be stored, not expanded again.
+    let mut stored = review["request"]["object"].clone();
+    stored["metadata"].as_object_mut().unwrap().remove("managedFields");
+    stored["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+    let judged: StatefulSet = serde_json::from_value(input["object"].clone()).unwrap();
+    let stored: StatefulSet = serde_json::from_value(stored).unwrap();
+    assert_eq!(judged, stored);
+}
+
+#[test]
+fn an_expanded_object_with_a_bad_annotation_is_still_refused() {
+    let mut body = review_json("apiserver/validate-create-statefulset.json");
+    body["request"]["object"]["metadata"]["annotations"]["mysql-webhook.io/storage"] = "ten gigs".into();
+    let request = admission::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let Validation::Answer(response) = validation(&request).unwrap() else { panic!("refused at once") };
+    assert_eq!(response.status.map(|s| s.code), Some(422));
+}

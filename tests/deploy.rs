@@ -10,19 +10,6 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn kustomize(dir: &Path) -> Vec<Value> {
-    let output = Command::new("kubectl").arg("kustomize").arg(dir).output().expect(
-        "kubectl is not installed; install it (Debian: apt-get install kubernetes-client, or .ci/run)",
-    );
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {}: {}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    common::documents(&String::from_utf8(output.stdout).unwrap())
-}
-
 /// A copy of deploy/ with self-signed certificates made by `mysql-webhook certs`, as the README
 /// tells users to do.
 fn rendered_overlays() -> (tempfile::TempDir, Vec<(&'static str, Vec<Value>)>) {
@@ -54,10 +41,10 @@ fn rendered_overlays() -> (tempfile::TempDir, Vec<(&'static str, Vec<Value>)>) {
     )
     .unwrap();
     let rendered = vec![
-        ("base", kustomize(&deploy.join("base"))),
-        ("self-signed", kustomize(&deploy.join("overlays/self-signed"))),
-        ("cert-manager", kustomize(&deploy.join("overlays/cert-manager"))),
-        ("with-policies", kustomize(&with_policies)),
+        ("base", common::kustomize(&deploy.join("base"))),
+        ("self-signed", common::kustomize(&deploy.join("overlays/self-signed"))),
+        ("cert-manager", common::kustomize(&deploy.join("overlays/cert-manager"))),
+        ("with-policies", common::kustomize(&with_policies)),
     ];
     (dir, rendered)
 }
@@ -65,24 +52,9 @@ fn rendered_overlays() -> (tempfile::TempDir, Vec<(&'static str, Vec<Value>)>) {
 #[test]
 fn every_overlay_renders_and_its_core_objects_pass_strict_validation() {
     let (dir, rendered) = rendered_overlays();
-    let mut files = Vec::new();
     for (name, documents) in &rendered {
-        for (index, document) in documents.iter().enumerate() {
-            if document["apiVersion"].as_str().is_some_and(|v| v.starts_with("cert-manager.io/")) {
-                continue;
-            }
-            let path = dir.path().join(format!("{name}-{index}.yaml"));
-            std::fs::write(&path, mysql_webhook_core::yaml::to_string(document)).unwrap();
-            files.push(path);
-        }
+        common::assert_valid_strictly(dir.path(), name, documents);
     }
-    let output = common::validate_strictly(&files);
-    assert!(
-        output.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 
     let kinds = |documents: &[Value]| -> Vec<String> {
         let mut kinds: Vec<String> =

@@ -18,7 +18,11 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::consts::{ADMISSION_API_VERSION as API_VERSION, ADMISSION_REVIEW_KIND as KIND};
+use crate::consts::{
+    ADMISSION_API_VERSION as API_VERSION, ADMISSION_REVIEW_KIND as KIND, LABEL_MANAGED,
+    LAST_APPLIED_ANNOTATION,
+};
+use crate::plan;
 use crate::policy_request::{Gvk, PolicyRequest};
 use crate::scope::Subject;
 use crate::{MutateError, mutate_statefulset};
@@ -237,8 +241,14 @@ impl Request {
         Ok((parse(object, "object")?, old.map(|o| parse(o, "oldObject")).transpose()?))
     }
 
-    /// The request the policies see, with `object` and `old` in place of the review's.
-    pub fn policy_request(&self, object: &StatefulSet, old: Option<&StatefulSet>) -> String {
+    /// The request the policies see, with `object` and `old` in place of the review's, without
+    /// their bookkeeping (`managedFields`, kubectl's last-applied copy of the object): what a
+    /// policy judges is the object, and those are most of the API server's bytes.
+    pub fn policy_request(&self, mut object: StatefulSet, mut old: Option<StatefulSet>) -> String {
+        for sts in std::iter::once(&mut object).chain(old.as_mut()) {
+            strip_bookkeeping(sts);
+        }
+        let (object, old) = (&object, old.as_ref());
         PolicyRequest {
             uid: &self.uid,
             kind: self.kind.as_ref().map(GroupVersionKind::as_gvk),
@@ -254,6 +264,14 @@ impl Request {
             dry_run: self.dry_run,
         }
         .to_json()
+    }
+}
+
+/// Drops what the API server and kubectl keep for themselves from a copy the policies see.
+fn strip_bookkeeping(sts: &mut StatefulSet) {
+    sts.metadata.managed_fields = None;
+    if let Some(annotations) = sts.metadata.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED_ANNOTATION);
     }
 }
 
@@ -347,17 +365,40 @@ pub fn validation(request: &Request) -> Result<Validation, ReviewError> {
         return Ok(Validation::Answer(Response::allow(&request.uid)));
     }
     let (object, old) = request.statefulsets()?;
+    if is_expanded(&object) {
+        // The validating webhook sees the object after every mutation, ours included: judge
+        // what will be stored, without expanding it again (the expansion is idempotent, and
+        // the expand + diff is most of a review's cost). The annotations are still checked.
+        return match plan::plan(&object, request.namespace.as_deref()) {
+            Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
+            Ok(Some(_)) => evaluate(request, object, old),
+            Err(error) => expansion_refused(request, MutateError::Refused(error)).map(Validation::Answer),
+        };
+    }
     match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
-        Ok(Some(mutation)) => match Subject::of(&mutation.expanded, request.namespace.as_deref()) {
-            Ok(subject) => Ok(Validation::Evaluate(Judged {
-                request: request.policy_request(&mutation.expanded, old.as_ref()),
-                subject,
-            })),
-            Err(invalid) => expansion_refused(request, MutateError::Refused(invalid)).map(Validation::Answer),
-        },
+        Ok(Some(mutation)) => evaluate(request, mutation.expanded, old),
         Err(error) => expansion_refused(request, error).map(Validation::Answer),
     }
+}
+
+/// The policies' request on `object` (expanded), with the subject their scopes judge.
+fn evaluate(
+    request: &Request,
+    object: StatefulSet,
+    old: Option<StatefulSet>,
+) -> Result<Validation, ReviewError> {
+    match Subject::of(&object, request.namespace.as_deref()) {
+        Ok(subject) => {
+            Ok(Validation::Evaluate(Judged { request: request.policy_request(object, old), subject }))
+        }
+        Err(invalid) => expansion_refused(request, MutateError::Refused(invalid)).map(Validation::Answer),
+    }
+}
+
+/// Whether `/mutate` expanded this object (it adds the managed label).
+fn is_expanded(sts: &StatefulSet) -> bool {
+    sts.metadata.labels.as_ref().and_then(|labels| labels.get(LABEL_MANAGED)).is_some_and(|v| v == "true")
 }
 
 /// The policies' request for a scale of `parent` (as stored) to `replicas`: the parent with the
@@ -372,7 +413,7 @@ pub fn scale_request(
         .map_err(|invalid| Box::new(Response::deny(&request.uid, 422, invalid.to_string())))?;
     let mut scaled = parent.clone();
     scaled.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
-    Ok(Judged { request: request.policy_request(&scaled, Some(parent)), subject })
+    Ok(Judged { request: request.policy_request(scaled, Some(parent.clone())), subject })
 }
 
 /// The answer for the policies' evaluation: denied (403, every denial with its policy's name,

@@ -34,6 +34,8 @@ pub const KNOWN_ANNOTATIONS: [&str; 9] = [
 /// Label the webhook puts on every expanded StatefulSet: the controller watches by label because
 /// annotations can't be selected server-side.
 pub const LABEL_MANAGED: &str = "mysql-webhook.io/managed";
+/// kubectl's copy of the object as last applied; not passed to policies (it is the object again).
+pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// Label on companion objects naming the StatefulSet they belong to.
 pub const LABEL_STATEFULSET: &str = "mysql-webhook.io/statefulset";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";

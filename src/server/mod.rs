@@ -421,7 +421,10 @@ async fn read_body(
                     return Err(invalid(body_too_large()));
                 }
                 Err(e) => {
-                    return Err(invalid(error(StatusCode::BAD_REQUEST, format!("cannot read the body: {e}"))));
+                    return Err(invalid(error(
+                        StatusCode::BAD_REQUEST,
+                        format!("cannot read the body: {e}"),
+                    )));
                 }
             };
             let Ok(data) = frame.into_data() else { continue };

@@ -8,8 +8,11 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 mod hostile;
+mod render;
 #[allow(unused_imports)] // each test crate uses a different subset
 pub use hostile::hostile_policy;
+#[allow(unused_imports)] // each test crate uses a different subset
+pub use render::{assert_valid_strictly, is_custom_resource, kustomize};
 
 /// A minimal opted-in StatefulSet, as in the README's "What you write".
 pub fn annotated(name: &str, image: &str) -> Value {
