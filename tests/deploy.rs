@@ -86,12 +86,7 @@ fn the_policies_component_mounts_its_policy_set_and_the_set_loads() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policies.yaml");
     std::fs::write(&file, config_map["data"]["policies.yaml"].as_str().unwrap()).unwrap();
-    let example = std::fs::read_to_string(common::repo_path("deploy/examples/mysql-8.4.yaml")).unwrap();
-    let cache = common::policy_cache();
-    let args =
-        ["check", "-f", "-", "--policies", file.to_str().unwrap(), "--policy-cache", cache.to_str().unwrap()];
-    let checked = common::run_cli(&args, &example);
-    assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stderr));
+    common::assert_example_passes_check(&file);
 }
 
 #[test]

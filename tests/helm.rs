@@ -393,12 +393,7 @@ fn a_policy_set_renders_the_policies_component_and_the_set_loads() {
 
     let dir = tempfile::tempdir().unwrap();
     let file = common::write_policies(dir.path(), from_chart["data"]["policies.yaml"].as_str().unwrap());
-    let example = std::fs::read_to_string(common::repo_path("deploy/examples/mysql-8.4.yaml")).unwrap();
-    let cache = common::policy_cache();
-    let args =
-        ["check", "-f", "-", "--policies", file.to_str().unwrap(), "--policy-cache", cache.to_str().unwrap()];
-    let checked = common::run_cli(&args, &example);
-    assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stderr));
+    common::assert_example_passes_check(&file);
 }
 
 #[test]
@@ -677,17 +672,8 @@ async fn assert_serves_tls(secret: &Value, ca_bundle: &str) {
         let _ = stopped.await;
     }));
 
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
     let ca = base64::engine::general_purpose::STANDARD.decode(ca_bundle).unwrap();
-    roots.add(CertificateDer::from_pem_slice(&ca).unwrap()).unwrap();
-    let config =
-        rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let config = common::tls_trusting(&ca);
     let host = format!("{service}.svc");
     let client =
         reqwest::Client::builder().tls_backend_preconfigured(config).resolve(&host, addr).build().unwrap();

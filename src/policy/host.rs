@@ -317,7 +317,7 @@ impl Host {
         request: &str,
         settings: &str,
     ) -> Result<Verdict, Fault> {
-        let verdict = self.call(
+        self.call(
             compiled,
             &compiled.validate,
             timeout,
@@ -348,8 +348,7 @@ impl Host {
                     warnings,
                 }))
             },
-        )?;
-        verdict
+        )?
     }
 
     /// One call of `export` with `params` in a fresh store: instantiated from the

@@ -275,6 +275,7 @@ fn overloaded(message: String) -> Response {
 /// Takes the share of [`BODY_BUDGET`] that `request`'s body announces (`Content-Length`), or
 /// answers why it can't: 413 for a body announced over [`BODY_LIMIT`], 503 when the budget is
 /// spent. A body that announces nothing takes its share as it arrives ([`read_body`]).
+#[allow(clippy::result_large_err, reason = "the error is the answer itself, made once per refused request")]
 fn reserve_body(
     state: &AppState,
     request: &Request,
@@ -291,6 +292,7 @@ fn reserve_body(
 }
 
 /// `reserved`, grown to cover `bytes`; the 503 when the budget can't cover them.
+#[allow(clippy::result_large_err, reason = "the error is the answer itself, made once per refused request")]
 fn grow_reservation(
     budget: &Arc<tokio::sync::Semaphore>,
     reserved: Option<OwnedSemaphorePermit>,

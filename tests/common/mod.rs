@@ -153,3 +153,33 @@ pub fn policy_request(sts: &Value) -> String {
         mysql_webhook_core::mutate_statefulset(&object, None, Some("shop")).unwrap().expect("opted in");
     mysql_webhook_core::policy_request::PolicyRequest::create("test", &mutation.expanded, None).to_json()
 }
+
+/// `check` of `deploy/examples/mysql-8.4.yaml` with the policy set in `policies` passes (exit 0).
+pub fn assert_example_passes_check(policies: &Path) {
+    let example = std::fs::read_to_string(repo_path("deploy/examples/mysql-8.4.yaml")).unwrap();
+    let cache = policy_cache();
+    let args = [
+        "check",
+        "-f",
+        "-",
+        "--policies",
+        policies.to_str().unwrap(),
+        "--policy-cache",
+        cache.to_str().unwrap(),
+    ];
+    let checked = run_cli(&args, &example);
+    assert_eq!(checked.status.code(), Some(0), "{}", String::from_utf8_lossy(&checked.stderr));
+}
+
+/// A TLS client configuration trusting only the CA `ca_pem`, with TLS 1.2 and 1.3.
+pub fn tls_trusting(ca_pem: &[u8]) -> rustls::ClientConfig {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from_pem_slice(ca_pem).unwrap()).unwrap();
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
