@@ -112,22 +112,22 @@ pub async fn connect() -> Option<Client> {
     let client = match Client::try_default().await {
         Ok(client) => client,
         Err(error) => {
-            tracing::info!(%error, "no Kubernetes cluster configured: no controller and no scale lookup, the webhook runs alone");
+            tracing::info!(%error, "no Kubernetes cluster configured: no controller, no scale lookup and no namespace labels (a policy limited by a namespaceSelector runs everywhere), the webhook runs alone");
             return None;
         }
     };
     match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
         Ok(Ok(version)) => {
-            tracing::info!(version = %version.git_version, "Kubernetes API server reachable: the controller (unless --no-controller) and the scale lookup use it");
+            tracing::info!(version = %version.git_version, "Kubernetes API server reachable: the controller (unless --no-controller), the scale lookup and the namespace labels use it");
             Some(client)
         }
         Ok(Err(error)) => {
-            tracing::warn!(%error, "the Kubernetes API server doesn't answer: no controller and no scale lookup, the webhook runs alone");
+            tracing::warn!(%error, "the Kubernetes API server doesn't answer: no controller, no scale lookup and no namespace labels (a policy limited by a namespaceSelector runs everywhere), the webhook runs alone");
             None
         }
         Err(_) => {
             tracing::warn!(
-                "the Kubernetes API server doesn't answer within 5 s: no controller and no scale lookup, the webhook runs alone"
+                "the Kubernetes API server doesn't answer within 5 s: no controller, no scale lookup and no namespace labels (a policy limited by a namespaceSelector runs everywhere), the webhook runs alone"
             );
             None
         }

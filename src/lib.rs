@@ -5,6 +5,7 @@
 //! - [`controller`]: the companion controller (kube-runtime, server-side apply);
 //! - [`policy`]: the WebAssembly policy host (wasmtime), `policies.yaml` and reloads;
 //! - [`scale`]: finding the parent StatefulSet of a Scale in the cluster;
+//! - [`namespaces`]: namespace labels for the policies' scopes, from a watch cache;
 //! - [`cli`]: the command line and the offline commands (`check`);
 //! - [`certs`], [`metrics`], [`telemetry`]: certificates, Prometheus metrics, logs.
 //!
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod controller;
 pub mod member_tls;
 pub mod metrics;
+pub mod namespaces;
 pub mod policy;
 pub mod scale;
 pub mod server;

@@ -1,7 +1,7 @@
 //! Prometheus metrics of the webhook (`GET /metrics`, OpenMetrics text): requests by endpoint and
 //! outcome, latency, requests in flight, certificate reloads and expiry, controller reconciles,
 //! failures and duration, policy evaluations by policy and outcome with their latency, policy
-//! set reloads, build info. One
+//! set reloads, exceptions used and refused, build info. One
 //! [`Metrics`] per process, shared by the handlers and the certificate reloader.
 
 use std::time::Instant;
@@ -65,6 +65,7 @@ pub struct Metrics {
     policy_duration: Family<PolicyLabels, Histogram>,
     policy_reloads: Family<ResultLabels, Counter>,
     policies_loaded: Gauge,
+    policy_exceptions: Family<PolicyOutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -145,8 +146,15 @@ impl Metrics {
         );
         let policies_loaded = Gauge::default();
         registry.register("policies_loaded", "Policies in the set serving now", policies_loaded.clone());
+        let policy_exceptions = Family::<PolicyOutcomeLabels, Counter>::default();
+        registry.register(
+            "policy_exceptions",
+            "Exceptions asked for by annotation mysql-webhook.io/policy-exceptions, by policy and outcome (used, refused)",
+            policy_exceptions.clone(),
+        );
         Metrics {
             registry,
+            policy_exceptions,
             policy_evaluations,
             policy_duration,
             policy_reloads,
@@ -200,6 +208,13 @@ impl Metrics {
         self.policy_duration
             .get_or_create(&PolicyLabels { policy: policy.to_owned() })
             .observe(duration.as_secs_f64());
+    }
+
+    /// An exception asked for: `used` (the policy didn't run) or `refused`.
+    pub fn record_policy_exception(&self, policy: &str, outcome: &'static str) {
+        self.policy_exceptions
+            .get_or_create(&PolicyOutcomeLabels { policy: policy.to_owned(), outcome })
+            .inc();
     }
 
     /// A reload attempt, and the number of policies serving after it.

@@ -141,7 +141,8 @@ fn validate_judges_the_expanded_object_the_api_server_will_store() {
     let Validation::Evaluate(input) = validation(&request(file)).unwrap() else {
         panic!("an opted-in CREATE is evaluated");
     };
-    let input: Value = serde_json::from_str(&input).unwrap();
+    assert_eq!(input.subject.namespace, review_json(file)["request"]["namespace"].as_str().unwrap());
+    let input: Value = serde_json::from_str(&input.request).unwrap();
     assert_eq!(input["operation"], "CREATE");
     assert_eq!(input["uid"], review_json(file)["request"]["uid"]);
     let object: StatefulSet = serde_json::from_value(input["object"].clone()).unwrap();
@@ -158,7 +159,7 @@ fn validate_passes_the_old_object_of_an_update() {
     else {
         panic!("an opted-in UPDATE is evaluated");
     };
-    let input: Value = serde_json::from_str(&input).unwrap();
+    let input: Value = serde_json::from_str(&input.request).unwrap();
     assert_eq!(input["operation"], "UPDATE");
     assert_eq!(input["oldObject"]["metadata"]["name"], "mysql");
 }
@@ -178,7 +179,9 @@ fn a_scale_is_judged_as_the_parent_with_the_requested_replicas() {
         review_json("apiserver/validate-create-statefulset.json")["request"]["object"].clone(),
     )
     .unwrap();
-    let input: Value = serde_json::from_str(&scale_request(&request, &parent, 5)).unwrap();
+    let judged = scale_request(&request, &parent, 5).unwrap();
+    assert_eq!(judged.subject.namespace, "rec");
+    let input: Value = serde_json::from_str(&judged.request).unwrap();
     assert_eq!(input["object"]["spec"]["replicas"], 5);
     assert_eq!(input["oldObject"]["spec"]["replicas"], 3);
     assert_eq!(input["subResource"], "scale");
@@ -254,7 +257,7 @@ fn policies_see_the_stored_object_without_the_api_servers_bookkeeping() {
     let review = review_json(file);
     assert!(review["request"]["object"]["metadata"]["managedFields"].is_array(), "the fixture carries them");
     let Validation::Evaluate(input) = validation(&request(file)).unwrap() else { panic!("evaluated") };
-    let input: Value = serde_json::from_str(&input).unwrap();
+    let input: Value = serde_json::from_str(&input.request).unwrap();
     for side in ["object", "oldObject"] {
         let metadata = &input[side]["metadata"];
         assert!(metadata.get("managedFields").is_none(), "{side}");

@@ -114,3 +114,124 @@ fn input_without_opted_in_statefulsets_says_so_and_exits_0() {
     assert_eq!(code, Some(0));
     assert!(stdout.starts_with("no opted-in StatefulSets"), "{stdout}");
 }
+
+/// A platform's set: replica-quorum only for namespaces labelled tier=prod, exceptions allowed
+/// in namespace legacy; spread only for StatefulSets labelled critical=true.
+const SCOPED: &str = "policies:\n\
+- name: quorum\n  module: builtin:replica-quorum\n  namespaceSelector: {matchLabels: {tier: prod}}\n  \
+  exceptions: {namespaces: [legacy]}\n\
+- name: spread\n  module: builtin:spread\n  objectSelector: {matchLabels: {critical: \"true\"}}\n";
+
+fn scoped(input: &str, extra: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let policies = common::write_policies(dir.path(), SCOPED);
+    let mut args = vec!["--policies", policies.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    check(input, &args)
+}
+
+fn four_replicas_in(namespace: &str) -> String {
+    DB.replace("replicas: 3", "replicas: 4").replace("namespace: shop", &format!("namespace: {namespace}"))
+}
+
+#[test]
+fn a_policy_out_of_scope_is_neither_run_nor_reported_and_the_assumption_is_said() {
+    let (code, stdout, stderr) = scoped(&four_replicas_in("shop"), &[]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(!stdout.contains("quorum") && !stdout.contains("spread"), "{stdout}");
+    assert!(stdout.ends_with("1 StatefulSet(s), 0 policies: all pass\n"), "{stdout}");
+    assert!(
+        stderr.contains("note: namespace shop: labels kubernetes.io/metadata.name=shop (assumed: no Namespace in the input"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn namespace_labels_come_from_the_flag_or_from_a_namespace_in_the_input() {
+    let (code, stdout, stderr) =
+        scoped(&four_replicas_in("shop"), &["--namespace-labels", "shop=tier=prod,team=a"]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stdout.lines().any(|line| line.starts_with("StatefulSet/shop/db")
+        && line.contains("quorum")
+        && line.contains("DENY")));
+    assert!(stderr.contains("namespace shop: labels kubernetes.io/metadata.name=shop,team=a,tier=prod (from --namespace-labels)"), "{stderr}");
+
+    let namespace = "apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {tier: prod}}\n---\n";
+    let (code, stdout, stderr) = scoped(&format!("{namespace}{}", four_replicas_in("shop")), &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert!(stderr.contains("(from its Namespace in the input)"), "{stderr}");
+
+    // The flag wins over the input, as the cluster's labels would.
+    let (code, _, stderr) =
+        scoped(&format!("{namespace}{}", four_replicas_in("shop")), &["--namespace-labels", "shop="]);
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+#[test]
+fn an_object_selector_scopes_a_policy_to_labelled_statefulsets() {
+    let critical = DB.replace("  namespace: shop\n", "  namespace: shop\n  labels: {critical: \"true\"}\n");
+    let (code, stdout, stderr) = scoped(&critical, &["--output", "json"]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let findings = report["objects"][0]["findings"].as_array().unwrap();
+    let policies: Vec<_> = findings.iter().map(|f| f["policy"].as_str().unwrap()).collect();
+    assert_eq!(policies, ["spread"]);
+    assert_eq!(report["namespaces"][0]["source"], "assumed");
+}
+
+#[test]
+fn an_allowed_exception_is_reported_and_a_refused_one_denies_naming_policy_and_why() {
+    let excepted = |namespace: &str| {
+        four_replicas_in(namespace).replace(
+            "    mysql-webhook.io/replicated: \"true\"\n",
+            "    mysql-webhook.io/replicated: \"true\"\n    mysql-webhook.io/policy-exceptions: quorum\n",
+        )
+    };
+    let prod = |namespace: &str| format!("{namespace}=tier=prod");
+    let (code, stdout, stderr) = scoped(&excepted("legacy"), &["--namespace-labels", &prod("legacy")]);
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let line = stdout.lines().find(|line| line.contains("quorum")).unwrap();
+    assert_eq!(
+        line.split_whitespace().collect::<Vec<_>>()[..3],
+        ["StatefulSet/legacy/db", "quorum", "excepted"]
+    );
+
+    let (code, stdout, stderr) = scoped(&excepted("shop"), &["--namespace-labels", &prod("shop")]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let line = stdout.lines().find(|line| line.contains("DENY")).unwrap();
+    assert!(line.contains("quorum") && line.contains("exception refused"), "{line}");
+    assert!(line.contains("namespace shop is not among the places this policy allows exceptions"), "{line}");
+}
+
+#[test]
+fn a_malformed_namespace_labels_flag_is_a_usage_error() {
+    let (code, _, stderr) = check(DB, &["--namespace-labels", "shop=tier"]);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("label \"tier\" has no value; use NAMESPACE=KEY=VALUE"), "{stderr}");
+}
+
+#[test]
+fn what_kubectl_get_prints_for_running_statefulsets_and_namespaces_is_checked_as_stored() {
+    // `kubectl get statefulsets -A -l mysql-webhook.io/managed=true -o yaml` and
+    // `kubectl get namespaces -o yaml`: Lists of stored objects (README, "Rolling out a stricter rule").
+    let text =
+        std::fs::read_to_string(common::repo_path("tests/data/apiserver/validate-update-statefulset.json"))
+            .unwrap();
+    let review: Value = serde_json::from_str(&text).unwrap();
+    let mut stored = review["request"]["oldObject"].clone();
+    stored["spec"]["replicas"] = serde_json::json!(4);
+    let namespace = stored["metadata"]["namespace"].as_str().unwrap().to_owned();
+    let statefulsets = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [stored]});
+    let namespaces = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": {"tier": "prod"}}}
+    ]});
+    let input = format!("{statefulsets}\n{namespaces}\n");
+    let (code, stdout, stderr) = scoped(&input, &[]);
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    let denied = stdout.lines().find(|line| line.contains("DENY")).unwrap();
+    assert!(
+        denied.starts_with(&format!("StatefulSet/{namespace}/mysql")) && denied.contains("quorum"),
+        "{denied}"
+    );
+    assert!(stderr.contains(&format!("namespace {namespace}: labels kubernetes.io/metadata.name={namespace},tier=prod (from its Namespace in the input)")), "{stderr}");
+}

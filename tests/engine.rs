@@ -63,7 +63,17 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
              mysql-webhook.io/backup-schedule, mysql-webhook.io/backup-target, \
              mysql-webhook.io/backup-secret, mysql-webhook.io/backup-keep, mysql-webhook.io/backup-client-image, \
              mysql-webhook.io/restore-from, mysql-webhook.io/restore-to-time, mysql-webhook.io/binlog-archive, \
-             mysql-webhook.io/binlog-flush-interval",
+             mysql-webhook.io/binlog-flush-interval, mysql-webhook.io/policy-exceptions",
+        ),
+        (
+            "policy exceptions with an empty name",
+            with_annotation(base(), "mysql-webhook.io/policy-exceptions", "spread,,storage"),
+            r#"annotation mysql-webhook.io/policy-exceptions: "spread,,storage" is not accepted: "" is not a policy name (lowercase letters, digits and '-', starting and ending with a letter or digit, at most 63 characters); use policy names separated by commas, e.g. "replica-quorum,spread""#,
+        ),
+        (
+            "policy exceptions naming a policy twice",
+            with_annotation(base(), "mysql-webhook.io/policy-exceptions", "spread, spread"),
+            r#"annotation mysql-webhook.io/policy-exceptions: "spread, spread" is not accepted: "spread" is named twice; use policy names separated by commas, e.g. "replica-quorum,spread""#,
         ),
         (
             "storage not a quantity",

@@ -2,6 +2,12 @@
 //! webhook's `/validate` would run them on a CREATE. For CI: exit 0 when everything passes, 1
 //! when an enforced policy denies, 2 on bad input; findings per object and policy, as aligned
 //! text or JSON.
+//!
+//! Policies are scoped as the webhook scopes them (`scope` in the core). Without a cluster, a
+//! namespace's labels come from `--namespace-labels`, else from a Namespace in the input, else
+//! they are assumed to be only `kubernetes.io/metadata.name`; the report says which.
+
+use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::{Deserialize, Serialize};
@@ -11,8 +17,9 @@ use serde_json::value::RawValue;
 use mysql_webhook_core::consts::LABEL_MANAGED;
 use mysql_webhook_core::manifests::{self, InputError};
 use mysql_webhook_core::policy_request::PolicyRequest;
+use mysql_webhook_core::scope::{Labels, Subject, namespace_labels};
 
-use crate::policy::{Evaluation, Failure, FindingResult, Mode, Policies};
+use crate::policy::{Evaluation, Failure, FindingResult, Mode, Policies, Target};
 
 /// The user `check` evaluates as, so policies that look at `userInfo` see someone.
 const CHECK_USER: &str = r#"{"username":"mysql-webhook-check"}"#;
@@ -21,6 +28,63 @@ const CHECK_USER: &str = r#"{"username":"mysql-webhook-check"}"#;
 #[derive(Debug)]
 pub struct Report {
     pub objects: Vec<Checked>,
+    /// The labels used for each namespace of the objects, in order of appearance.
+    pub namespaces: Vec<AssumedNamespace>,
+}
+
+/// Where `check` took a namespace's labels from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LabelSource {
+    /// `--namespace-labels`.
+    Flag,
+    /// A Namespace document in the input.
+    Manifests,
+    /// Neither: only the label the API server sets.
+    Assumed,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AssumedNamespace {
+    pub name: String,
+    pub labels: Labels,
+    pub source: LabelSource,
+}
+
+impl AssumedNamespace {
+    /// What `check` says on stderr about this namespace.
+    pub fn note(&self) -> String {
+        let labels = self.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let from = match self.source {
+            LabelSource::Flag => "from --namespace-labels",
+            LabelSource::Manifests => "from its Namespace in the input",
+            LabelSource::Assumed => {
+                "assumed: no Namespace in the input and no --namespace-labels, so only the label the API server sets"
+            }
+        };
+        format!("namespace {}: labels {labels} ({from})", self.name)
+    }
+}
+
+/// Parses `--namespace-labels` values: `NAMESPACE=KEY=VALUE[,KEY=VALUE…]`, or `NAMESPACE=` for
+/// a namespace without labels.
+pub fn parse_namespace_labels(text: &str) -> Result<(String, Labels), String> {
+    let usage = "use NAMESPACE=KEY=VALUE[,KEY=VALUE…], e.g. shop=team=payments,tier=prod";
+    let (namespace, pairs) =
+        text.split_once('=').ok_or_else(|| format!("{text:?} names no namespace; {usage}"))?;
+    if !mysql_webhook_core::names::NameRule::Dns1123Label.accepts(namespace) {
+        return Err(format!("{namespace:?} is not a namespace name; {usage}"));
+    }
+    let mut labels = Labels::new();
+    for pair in pairs.split(',').filter(|pair| !pair.is_empty()) {
+        let (key, value) =
+            pair.split_once('=').ok_or_else(|| format!("label {pair:?} has no value; {usage}"))?;
+        if key.is_empty() {
+            return Err(format!("label {pair:?} has no key; {usage}"));
+        }
+        labels.insert(key.to_owned(), value.to_owned());
+    }
+    Ok((namespace.to_owned(), labels))
 }
 
 #[derive(Debug)]
@@ -31,10 +95,29 @@ pub struct Checked {
 }
 
 /// Expands `text` (multi-document YAML or JSON) and runs `policies` on each StatefulSet the
-/// expansion manages. Blocking.
-pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
+/// expansion manages, scoped with namespace labels from `given` (`--namespace-labels`), else
+/// the input's Namespaces, else assumed. Blocking.
+pub fn check(
+    text: &str,
+    policies: &Policies,
+    given: &BTreeMap<String, Labels>,
+) -> Result<Report, InputError> {
     let documents = manifests::read_documents(text)?;
     let output = manifests::expand_documents(documents, None)?;
+    let in_input: BTreeMap<&str, Option<&Value>> = output
+        .documents
+        .iter()
+        .flat_map(manifests::objects)
+        .filter(|object| {
+            object.get("kind").and_then(Value::as_str) == Some("Namespace")
+                && object.get("apiVersion").and_then(Value::as_str) == Some("v1")
+        })
+        .filter_map(|object| {
+            let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
+            Some((name, object.pointer("/metadata/labels")))
+        })
+        .collect();
+    let mut namespaces: Vec<AssumedNamespace> = Vec::new();
     let user: Box<RawValue> = RawValue::from_string(CHECK_USER.to_owned()).expect("a JSON object");
     let mut objects = Vec::new();
     let documents = output.documents.iter().enumerate();
@@ -51,14 +134,48 @@ pub fn check(text: &str, policies: &Policies) -> Result<Report, InputError> {
             label: manifests::label(object),
             problem: format!("labelled {LABEL_MANAGED}=true but not a valid apps/v1 StatefulSet: {e}"),
         })?;
-        let namespace = statefulset.metadata.namespace.clone();
+        let invalid = |problem: String| InputError::Document {
+            index: position + 1,
+            label: manifests::label(object),
+            problem,
+        };
+        let subject = Subject::of(&statefulset, None).map_err(|e| invalid(e.to_string()))?;
+        if !namespaces.iter().any(|known| known.name == subject.namespace) {
+            let name = subject.namespace.clone();
+            let assumed = match (given.get(&name), in_input.get(name.as_str())) {
+                (Some(labels), _) => {
+                    AssumedNamespace { labels: labels.clone(), name, source: LabelSource::Flag }
+                }
+                (None, Some(labels)) => {
+                    let labels =
+                        labels.map(|labels| serde_json::from_value::<Labels>(labels.clone())).transpose();
+                    let labels = labels
+                        .map_err(|e| invalid(format!("the labels of Namespace {name} can't be read: {e}")))?;
+                    AssumedNamespace {
+                        labels: labels.unwrap_or_default(),
+                        name,
+                        source: LabelSource::Manifests,
+                    }
+                }
+                (None, None) => {
+                    AssumedNamespace { labels: Labels::new(), name, source: LabelSource::Assumed }
+                }
+            };
+            namespaces.push(AssumedNamespace {
+                labels: namespace_labels(&assumed.name, Some(&assumed.labels)),
+                ..assumed
+            });
+        }
+        let labels =
+            namespaces.iter().find(|known| known.name == subject.namespace).map(|known| &known.labels);
         let name = statefulset.metadata.name.clone().unwrap_or_default();
         let uid = format!("check-{}", index + 1);
         let request = PolicyRequest::create(&uid, &statefulset, Some(&user));
-        let evaluation = policies.evaluate(&request.to_json(), None);
-        objects.push(Checked { namespace, name, evaluation });
+        let target = Target { subject: &subject, namespace_labels: labels };
+        let evaluation = policies.evaluate_scoped(&request.to_json(), target, None);
+        objects.push(Checked { namespace: statefulset.metadata.namespace.clone(), name, evaluation });
     }
-    Ok(Report { objects })
+    Ok(Report { objects, namespaces })
 }
 
 fn is_managed_statefulset(object: &Value) -> bool {
@@ -76,7 +193,8 @@ fn is_managed_statefulset(object: &Value) -> bool {
 struct Line<'a> {
     policy: &'a str,
     mode: &'static str,
-    /// pass, deny, warn (a warn-mode deny), error (the policy failed), or warning.
+    /// pass, deny, warn (a warn-mode deny), error (the policy failed), excepted (not run: an
+    /// allowed exception), or warning.
     verdict: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<String>,
@@ -111,6 +229,14 @@ impl Checked {
                         };
                         ("error", Some(format!("policy failed ({effect}): {fault}")))
                     }
+                    (FindingResult::Excepted, _) => (
+                        "excepted",
+                        Some(
+                            "not evaluated: excepted by annotation mysql-webhook.io/policy-exceptions"
+                                .to_owned(),
+                        ),
+                    ),
+                    (FindingResult::ExceptionRefused(why), _) => ("deny", Some(why.clone())),
                 };
                 Line {
                     policy: &finding.policy,
@@ -164,7 +290,13 @@ impl Report {
             text.push('\n');
         }
         let denied = self.objects.iter().filter(|object| !object.evaluation.allowed()).count();
-        let policies = self.objects.first().map_or(0, |object| object.evaluation.findings.len());
+        // Scopes differ per object: count the policies that judged at least one.
+        let policies = self
+            .objects
+            .iter()
+            .flat_map(|object| object.evaluation.findings.iter().map(|finding| finding.policy.as_str()))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         text.push_str(&format!(
             "{} StatefulSet(s), {policies} policies: {}\n",
             self.objects.len(),
@@ -190,6 +322,7 @@ impl Report {
         struct Json<'a> {
             denied: bool,
             objects: Vec<Object<'a>>,
+            namespaces: &'a [AssumedNamespace],
         }
         let objects = self
             .objects
@@ -202,8 +335,12 @@ impl Report {
                 findings: object.lines(),
             })
             .collect();
-        let mut json = serde_json::to_string_pretty(&Json { denied: self.denied(), objects })
-            .expect("strings serialise");
+        let mut json = serde_json::to_string_pretty(&Json {
+            denied: self.denied(),
+            objects,
+            namespaces: &self.namespaces,
+        })
+        .expect("strings serialise");
         json.push('\n');
         json
     }

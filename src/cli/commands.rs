@@ -148,13 +148,17 @@ pub fn check(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
-    let report = match super::check::check(&text, &policies) {
+    let given = args.namespace_labels.iter().cloned().collect();
+    let report = match super::check::check(&text, &policies, &given) {
         Ok(report) => report,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    for namespace in &report.namespaces {
+        eprintln!("note: {}", namespace.note());
+    }
     let printed = match args.output {
         CheckOutput::Text => report.to_text(),
         CheckOutput::Json => report.to_json(),

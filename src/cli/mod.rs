@@ -131,6 +131,11 @@ pub struct CheckArgs {
     /// Output format.
     #[arg(long, short = 'o', env = "MYSQL_WEBHOOK_OUTPUT", value_enum, default_value = "text")]
     pub output: CheckOutput,
+    /// Labels of a namespace for the policies' namespaceSelectors, as the cluster would have them:
+    /// NAMESPACE=KEY=VALUE[,KEY=VALUE…] (NAMESPACE= for none); repeat for more namespaces.
+    /// Wins over a Namespace in the input.
+    #[arg(long = "namespace-labels", value_name = "NAMESPACE=LABELS", value_parser = check::parse_namespace_labels)]
+    pub namespace_labels: Vec<(String, mysql_webhook_core::scope::Labels)>,
     /// Directory for precompiled policies (created if missing).
     /// [default: $XDG_CACHE_HOME/mysql-webhook or $HOME/.cache/mysql-webhook; with neither, none]
     #[arg(long, env = "MYSQL_WEBHOOK_POLICY_CACHE")]

@@ -24,6 +24,7 @@ use crate::consts::{
 };
 use crate::plan;
 use crate::policy_request::{Gvk, PolicyRequest};
+use crate::scope::Subject;
 use crate::{MutateError, mutate_statefulset};
 
 /// A body that is not a usable AdmissionReview (an invalid request, not a denial); the message
@@ -333,8 +334,16 @@ pub enum Validation {
     Answer(Response),
     /// A scale: find the managed parent `namespace/name`, then [`scale_request`].
     Scale { namespace: String, name: String, replicas: i32 },
-    /// Run the policies on this request (an AdmissionRequest as JSON, object expanded).
-    Evaluate(String),
+    /// Run the policies whose scope takes in the subject on this request.
+    Evaluate(Judged),
+}
+
+/// What the policies judge: the request they receive (an AdmissionRequest as JSON, object
+/// expanded) and the StatefulSet as their scopes and exceptions see it.
+#[derive(Debug)]
+pub struct Judged {
+    pub request: String,
+    pub subject: Subject,
 }
 
 /// Decides what `/validate` runs.
@@ -362,14 +371,28 @@ pub fn validation(request: &Request) -> Result<Validation, ReviewError> {
         // the expand + diff is most of a review's cost). The annotations are still checked.
         return match plan::plan(&object, request.namespace.as_deref()) {
             Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
-            Ok(Some(_)) => Ok(Validation::Evaluate(request.policy_request(object, old))),
+            Ok(Some(_)) => evaluate(request, object, old),
             Err(error) => expansion_refused(request, MutateError::Refused(error)).map(Validation::Answer),
         };
     }
     match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
-        Ok(Some(mutation)) => Ok(Validation::Evaluate(request.policy_request(mutation.expanded, old))),
+        Ok(Some(mutation)) => evaluate(request, mutation.expanded, old),
         Err(error) => expansion_refused(request, error).map(Validation::Answer),
+    }
+}
+
+/// The policies' request on `object` (expanded), with the subject their scopes judge.
+fn evaluate(
+    request: &Request,
+    object: StatefulSet,
+    old: Option<StatefulSet>,
+) -> Result<Validation, ReviewError> {
+    match Subject::of(&object, request.namespace.as_deref()) {
+        Ok(subject) => {
+            Ok(Validation::Evaluate(Judged { request: request.policy_request(object, old), subject }))
+        }
+        Err(invalid) => expansion_refused(request, MutateError::Refused(invalid)).map(Validation::Answer),
     }
 }
 
@@ -379,11 +402,18 @@ fn is_expanded(sts: &StatefulSet) -> bool {
 }
 
 /// The policies' request for a scale of `parent` (as stored) to `replicas`: the parent with the
-/// requested replicas as the object, the parent as the old object.
-pub fn scale_request(request: &Request, parent: &StatefulSet, replicas: i32) -> String {
+/// requested replicas as the object, the parent as the old object; a 422 denial when the
+/// parent's exceptions annotation can't be read (stored before this webhook validated it).
+pub fn scale_request(
+    request: &Request,
+    parent: &StatefulSet,
+    replicas: i32,
+) -> Result<Judged, Box<Response>> {
+    let subject = Subject::of(parent, request.namespace.as_deref())
+        .map_err(|invalid| Box::new(Response::deny(&request.uid, 422, invalid.to_string())))?;
     let mut scaled = parent.clone();
     scaled.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
-    request.policy_request(scaled, Some(parent.clone()))
+    Ok(Judged { request: request.policy_request(scaled, Some(parent.clone())), subject })
 }
 
 /// The answer for the policies' evaluation: denied (403, every denial with its policy's name,

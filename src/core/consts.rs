@@ -29,8 +29,12 @@ pub const ANNOTATION_RESTORE_TO_TIME: &str = "mysql-webhook.io/restore-to-time";
 pub const ANNOTATION_BINLOG_ARCHIVE: &str = "mysql-webhook.io/binlog-archive";
 pub const ANNOTATION_BINLOG_FLUSH_INTERVAL: &str = "mysql-webhook.io/binlog-flush-interval";
 
+/// Comma-separated names of policies the StatefulSet asks to be excepted from; honoured only
+/// where `policies.yaml` allows it (policies/README.md).
+pub const ANNOTATION_POLICY_EXCEPTIONS: &str = "mysql-webhook.io/policy-exceptions";
+
 /// Every annotation under [`PREFIX`] that users may set; anything else under the prefix is a typo.
-pub const KNOWN_ANNOTATIONS: [&str; 18] = [
+pub const KNOWN_ANNOTATIONS: [&str; 19] = [
     ANNOTATION_REPLICATED,
     ANNOTATION_STORAGE,
     ANNOTATION_STORAGE_CLASS,
@@ -49,6 +53,7 @@ pub const KNOWN_ANNOTATIONS: [&str; 18] = [
     ANNOTATION_RESTORE_TO_TIME,
     ANNOTATION_BINLOG_ARCHIVE,
     ANNOTATION_BINLOG_FLUSH_INTERVAL,
+    ANNOTATION_POLICY_EXCEPTIONS,
 ];
 
 /// Label the webhook puts on every expanded StatefulSet: the controller watches by label because
@@ -60,6 +65,9 @@ pub const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-co
 pub const LABEL_STATEFULSET: &str = "mysql-webhook.io/statefulset";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "mysql-webhook";
+/// Label the API server sets on every Namespace to its name: a namespace selector can always
+/// select by name.
+pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 
 /// Server-side apply field manager of the controller.
 pub const FIELD_MANAGER: &str = "mysql-webhook.io";

@@ -7,7 +7,7 @@
 //! per-server facts of [`flavor`]); [`companions`] renders the objects beside it; [`mutate`]
 //! turns the expansion into the minimal JSON Patch; [`admission`] decides what `/mutate` and
 //! `/validate` answer for a review; [`manifests`] and [`yaml`] do the same for the CLI's
-//! documents. The shared parsers: [`quantity`], [`image`], [`names`].
+//! documents; [`scope`] decides which policies judge which StatefulSet. The shared parsers: [`quantity`], [`image`], [`names`].
 
 #![forbid(unsafe_code)]
 
@@ -23,6 +23,7 @@ pub mod names;
 pub mod plan;
 pub mod policy_request;
 pub mod quantity;
+pub mod scope;
 pub mod scripts;
 pub mod yaml;
 

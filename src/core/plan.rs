@@ -47,6 +47,10 @@ pub enum PlanError {
     )]
     ReadServiceClash { value: String },
     #[error(
+        "annotation {ANNOTATION_POLICY_EXCEPTIONS}: {value:?} is not accepted: {problem}; use policy names separated by commas, e.g. \"replica-quorum,spread\""
+    )]
+    BadPolicyExceptions { value: String, problem: String },
+    #[error(
         "metadata.name is required: every peer and companion is named after the StatefulSet (generateName is not supported)"
     )]
     NoName,
@@ -393,6 +397,7 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
     if annotation(sts, ANNOTATION_STORAGE).is_none() {
         defaults.push(format!("storage {DEFAULT_STORAGE} per member"));
     }
+    policy_exceptions(sts)?;
     let first_ordinal = spec.and_then(|s| s.ordinals.as_ref()).and_then(|o| o.start).unwrap_or(0);
     let backups = plan_backups(sts)?;
     if backups.restore.is_some() && annotation(sts, ANNOTATION_ROOT_PASSWORD_SECRET).is_none() {
@@ -652,6 +657,25 @@ pub fn check_cron(value: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// The policies named by annotation `mysql-webhook.io/policy-exceptions`, in order; empty
+/// without it. Whether each exception is allowed is the policy set's decision (`scope`).
+pub fn policy_exceptions(sts: &StatefulSet) -> Result<Vec<String>, PlanError> {
+    let Some(value) = annotation(sts, ANNOTATION_POLICY_EXCEPTIONS) else { return Ok(Vec::new()) };
+    let refuse = |problem: String| PlanError::BadPolicyExceptions { value: value.into(), problem };
+    let mut names: Vec<String> = Vec::new();
+    for name in value.split(',').map(str::trim) {
+        let rule = NameRule::Dns1123Label;
+        if !rule.accepts(name) {
+            return Err(refuse(format!("{name:?} is not a policy name ({})", rule.description())));
+        }
+        if names.iter().any(|seen| seen == name) {
+            return Err(refuse(format!("{name:?} is named twice")));
+        }
+        names.push(name.to_owned());
+    }
+    Ok(names)
 }
 
 /// The mysql container: the one named `mysql`, or the only one.

@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use mysql_webhook_core::names::NameRule;
+use mysql_webhook_core::scope::{ExceptionRule, PolicyScope, check_selector};
 use serde::Deserialize;
 
 use super::builtin;
@@ -88,6 +90,8 @@ pub struct PolicyConfig {
     pub timeout: Duration,
     /// The settings as JSON text, exactly what the component's functions receive.
     pub settings: String,
+    /// Which StatefulSets the policy judges, and where it may be excepted from.
+    pub scope: PolicyScope,
 }
 
 /// A `policies.yaml` that can't be used.
@@ -117,6 +121,22 @@ struct Entry {
     timeout: Option<String>,
     #[serde(default)]
     settings: serde_json::Value,
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(rename = "namespaceSelector")]
+    namespace_selector: Option<LabelSelector>,
+    #[serde(rename = "objectSelector")]
+    object_selector: Option<LabelSelector>,
+    exceptions: Option<ExceptionsEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExceptionsEntry {
+    #[serde(default)]
+    namespaces: Vec<String>,
+    #[serde(rename = "namespaceSelector")]
+    namespace_selector: Option<LabelSelector>,
 }
 
 /// The set used without a `policies.yaml`: every built-in policy, enforced, failing closed, with
@@ -131,6 +151,7 @@ pub fn defaults() -> Vec<PolicyConfig> {
             failure: Failure::Deny,
             timeout: DEFAULT_TIMEOUT,
             settings: "{}".to_owned(),
+            scope: PolicyScope::default(),
         })
         .collect()
 }
@@ -143,7 +164,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<PolicyConfig>, ConfigError> 
     let file: File = serde_yaml_ng::from_str(text).map_err(|e| {
         file_error(format!(
             "not a policy configuration ({e}); expected `policies:` with a list of \
-             {{name, module, mode, failure, timeout, settings}}"
+             {{name, module, mode, failure, timeout, settings, namespaces, namespaceSelector, \
+             objectSelector, exceptions}}"
         ))
     })?;
     let base = path.parent().unwrap_or(Path::new("."));
@@ -169,6 +191,14 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<PolicyConfig>, ConfigError> 
             settings @ serde_json::Value::Object(_) => settings.to_string(),
             other => return Err(fail(format!("`settings` must be a mapping, not {other}"))),
         };
+        let scope = PolicyScope {
+            namespaces: check_namespaces("namespaces", entry.namespaces).map_err(fail)?,
+            namespace_selector: check_optional_selector("namespaceSelector", entry.namespace_selector)
+                .map_err(fail)?,
+            object_selector: check_optional_selector("objectSelector", entry.object_selector)
+                .map_err(fail)?,
+            exceptions: entry.exceptions.map(check_exceptions).transpose().map_err(fail)?,
+        };
         policies.push(PolicyConfig {
             name,
             module,
@@ -176,6 +206,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<PolicyConfig>, ConfigError> 
             failure: entry.failure,
             timeout,
             settings,
+            scope,
         });
     }
     Ok(policies)
@@ -188,6 +219,39 @@ fn check_name(name: &str) -> Result<(), String> {
         true => Ok(()),
         false => Err(format!("`name` {name:?} is not accepted: {}", rule.description())),
     }
+}
+
+fn check_namespaces(field: &str, names: Vec<String>) -> Result<Vec<String>, String> {
+    let rule = NameRule::Dns1123Label;
+    match names.iter().find(|name| !rule.accepts(name)) {
+        Some(name) => Err(format!("`{field}`: {name:?} is not a namespace name ({})", rule.description())),
+        None => Ok(names),
+    }
+}
+
+fn check_optional_selector(
+    field: &str,
+    selector: Option<LabelSelector>,
+) -> Result<Option<LabelSelector>, String> {
+    if let Some(selector) = &selector {
+        check_selector(selector).map_err(|problem| format!("`{field}`: {problem}"))?;
+    }
+    Ok(selector)
+}
+
+/// An `exceptions` entry must say where: an empty one would allow nothing and look as if it
+/// allowed everything.
+fn check_exceptions(entry: ExceptionsEntry) -> Result<ExceptionRule, String> {
+    if entry.namespaces.is_empty() && entry.namespace_selector.is_none() {
+        return Err("`exceptions` names no place: give `namespaces` and/or `namespaceSelector`".into());
+    }
+    Ok(ExceptionRule {
+        namespaces: check_namespaces("exceptions.namespaces", entry.namespaces)?,
+        namespace_selector: check_optional_selector(
+            "exceptions.namespaceSelector",
+            entry.namespace_selector,
+        )?,
+    })
 }
 
 fn parse_module(module: &str, base: &Path) -> Result<Module, String> {
@@ -318,6 +382,50 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(error.contains("`settings` must be a mapping"), "{error}");
+    }
+
+    #[test]
+    fn reads_scopes_and_exceptions() {
+        let policies = parse_text(
+            "policies:\n- name: spread\n  module: builtin:spread\n  namespaces: [shop, blog]\n  \
+             namespaceSelector: {matchLabels: {tier: prod}}\n  objectSelector:\n    matchExpressions:\n    \
+             - {key: critical, operator: In, values: [\"true\"]}\n  exceptions:\n    namespaces: [legacy]\n    \
+             namespaceSelector: {matchLabels: {exceptions: allowed}}\n- {name: storage, module: builtin:storage}\n",
+        )
+        .unwrap();
+        let scope = &policies[0].scope;
+        assert_eq!(scope.namespaces, ["shop", "blog"]);
+        assert_eq!(scope.namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap()["tier"], "prod");
+        assert_eq!(
+            scope.object_selector.as_ref().unwrap().match_expressions.as_ref().unwrap()[0].key,
+            "critical"
+        );
+        let exceptions = scope.exceptions.as_ref().unwrap();
+        assert_eq!(exceptions.namespaces, ["legacy"]);
+        assert!(exceptions.namespace_selector.is_some());
+        assert_eq!(policies[1].scope, PolicyScope::default());
+    }
+
+    #[test]
+    fn refuses_bad_scopes_and_exceptions_naming_policy_and_field() {
+        let cases = [
+            ("namespaces: [Shop]", "policy a: `namespaces`: \"Shop\" is not a namespace name"),
+            (
+                "objectSelector: {matchExpressions: [{key: tier, operator: Equals, values: [a]}]}",
+                "policy a: `objectSelector`: matchExpressions: key \"tier\": operator \"Equals\" is not accepted",
+            ),
+            ("exceptions: {}", "policy a: `exceptions` names no place"),
+            ("exceptions: {namespace: [x]}", "unknown field `namespace`"),
+            (
+                "exceptions: {namespaceSelector: {matchExpressions: [{key: x, operator: In}]}}",
+                "policy a: `exceptions.namespaceSelector`: matchExpressions: key \"x\": operator In needs values",
+            ),
+        ];
+        for (field, expected) in cases {
+            let text = format!("policies:\n- {{name: a, module: builtin:spread, {field}}}\n");
+            let error = parse_text(&text).unwrap_err().to_string();
+            assert!(error.contains(expected), "{field}: {error}");
+        }
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 pub use config::{Failure, Mode, PolicyConfig};
 pub use host::{Fault, Host};
-pub use set::{Evaluation, Finding, FindingResult, PolicySet};
+pub use set::{Evaluation, Finding, FindingResult, PolicySet, Target};
 
 use crate::metrics::Metrics;
 
@@ -78,6 +78,16 @@ impl Policies {
     /// Runs the current set on `request`. Blocking.
     pub fn evaluate(&self, request: &str, metrics: Option<&Metrics>) -> Evaluation {
         self.current().evaluate(&self.host, request, metrics)
+    }
+
+    /// Runs the current set's policies whose scope takes in `target` on `request`. Blocking.
+    pub fn evaluate_scoped(
+        &self,
+        request: &str,
+        target: Target<'_>,
+        metrics: Option<&Metrics>,
+    ) -> Evaluation {
+        self.current().evaluate_scoped(&self.host, request, Some(target), metrics)
     }
 
     /// Loads the set again when the configuration or a module file changed since the last

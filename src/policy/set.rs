@@ -6,6 +6,9 @@
 
 use std::time::{Duration, Instant};
 
+use mysql_webhook_core::consts::ANNOTATION_POLICY_EXCEPTIONS;
+use mysql_webhook_core::scope::{Decision, Labels, Subject, decide};
+
 use super::builtin;
 use super::config::{Failure, Mode, Module, PolicyConfig};
 use super::host::{Compiled, Fault, Host};
@@ -49,6 +52,19 @@ pub enum FindingResult {
         fault: Fault,
         failure: Failure,
     },
+    /// Not run: the object is excepted from the policy where the policy allows it.
+    Excepted,
+    /// Not run: the object asked for an exception the policy doesn't allow; the reason. Denies
+    /// in either mode: the annotation claims what the platform didn't grant.
+    ExceptionRefused(String),
+}
+
+/// What a scoped evaluation judges: the StatefulSet and its namespace's labels (`None` when
+/// unknown).
+#[derive(Debug, Clone, Copy)]
+pub struct Target<'a> {
+    pub subject: &'a Subject,
+    pub namespace_labels: Option<&'a Labels>,
 }
 
 impl Finding {
@@ -58,6 +74,8 @@ impl Finding {
             FindingResult::Allowed => "allowed",
             FindingResult::Denied(_) => "denied",
             FindingResult::Failed { fault, .. } => fault.as_str(),
+            FindingResult::Excepted => "excepted",
+            FindingResult::ExceptionRefused(_) => "exception_refused",
         }
     }
 
@@ -68,6 +86,7 @@ impl Finding {
             (FindingResult::Failed { fault, failure: Failure::Deny }, Mode::Enforce) => {
                 Some(format!("{}: policy failed: {fault}", self.policy))
             }
+            (FindingResult::ExceptionRefused(why), _) => Some(format!("{}: {why}", self.policy)),
             _ => None,
         }
     }
@@ -86,6 +105,10 @@ impl Finding {
             (FindingResult::Failed { fault, failure: Failure::Deny }, Mode::Warn) => {
                 out.push(format!("{}: (warn mode, not enforced) policy failed: {fault}", self.policy))
             }
+            (FindingResult::Excepted, _) => out.push(format!(
+                "{}: not evaluated: excepted by annotation {ANNOTATION_POLICY_EXCEPTIONS}",
+                self.policy
+            )),
             _ => {}
         }
         out
@@ -162,43 +185,80 @@ impl PolicySet {
     }
 
     /// Runs every policy on `request` (an AdmissionRequest as JSON, object expanded), one after
-    /// another, each in a fresh store. Blocking.
+    /// another, each in a fresh store, whatever the policies' scopes. Blocking.
     pub fn evaluate(&self, host: &Host, request: &str, metrics: Option<&Metrics>) -> Evaluation {
+        self.evaluate_scoped(host, request, None, metrics)
+    }
+
+    /// Runs the policies whose scope takes in `target` on `request`; a policy out of scope
+    /// leaves no finding, an exception leaves one without running the policy. `None` runs
+    /// every policy. Blocking.
+    pub fn evaluate_scoped(
+        &self,
+        host: &Host,
+        request: &str,
+        target: Option<Target<'_>>,
+        metrics: Option<&Metrics>,
+    ) -> Evaluation {
         let findings = self
             .policies
             .iter()
-            .map(|policy| {
-                let started = Instant::now();
-                let verdict =
-                    host.validate(&policy.compiled, policy.config.timeout, request, &policy.config.settings);
-                let duration = started.elapsed();
-                let (result, warnings) = match verdict {
-                    Ok(verdict) if verdict.allowed => (FindingResult::Allowed, verdict.warnings),
-                    Ok(verdict) => (
-                        FindingResult::Denied(
-                            verdict.message.unwrap_or_else(|| "denied (the policy gave no reason)".into()),
-                        ),
-                        verdict.warnings,
-                    ),
-                    Err(fault) => {
-                        tracing::warn!(policy = %policy.config.name, %fault, "policy failed");
-                        (FindingResult::Failed { fault, failure: policy.config.failure }, Vec::new())
-                    }
-                };
-                let finding = Finding {
-                    policy: policy.config.name.clone(),
-                    mode: policy.config.mode,
+            .filter_map(|policy| {
+                let config = &policy.config;
+                let decision = target.map_or(Decision::Run, |target| {
+                    decide(&config.name, &config.scope, target.subject, target.namespace_labels)
+                });
+                let skipped = |result| Finding {
+                    policy: config.name.clone(),
+                    mode: config.mode,
                     result,
-                    warnings,
-                    duration,
+                    warnings: Vec::new(),
+                    duration: Duration::ZERO,
+                };
+                let finding = match decision {
+                    Decision::OutOfScope => return None,
+                    Decision::Excepted => skipped(FindingResult::Excepted),
+                    Decision::ExceptionRefused(why) => skipped(FindingResult::ExceptionRefused(why)),
+                    Decision::Run => self.run(host, policy, request),
                 };
                 if let Some(metrics) = metrics {
-                    metrics.record_policy_evaluation(&finding.policy, finding.outcome(), duration);
+                    match &finding.result {
+                        FindingResult::Excepted => metrics.record_policy_exception(&finding.policy, "used"),
+                        FindingResult::ExceptionRefused(_) => {
+                            metrics.record_policy_exception(&finding.policy, "refused")
+                        }
+                        _ => metrics.record_policy_evaluation(
+                            &finding.policy,
+                            finding.outcome(),
+                            finding.duration,
+                        ),
+                    }
                 }
-                finding
+                Some(finding)
             })
             .collect();
         Evaluation { findings }
+    }
+
+    fn run(&self, host: &Host, policy: &Loaded, request: &str) -> Finding {
+        let started = Instant::now();
+        let verdict =
+            host.validate(&policy.compiled, policy.config.timeout, request, &policy.config.settings);
+        let duration = started.elapsed();
+        let (result, warnings) = match verdict {
+            Ok(verdict) if verdict.allowed => (FindingResult::Allowed, verdict.warnings),
+            Ok(verdict) => (
+                FindingResult::Denied(
+                    verdict.message.unwrap_or_else(|| "denied (the policy gave no reason)".into()),
+                ),
+                verdict.warnings,
+            ),
+            Err(fault) => {
+                tracing::warn!(policy = %policy.config.name, %fault, "policy failed");
+                (FindingResult::Failed { fault, failure: policy.config.failure }, Vec::new())
+            }
+        };
+        Finding { policy: policy.config.name.clone(), mode: policy.config.mode, result, warnings, duration }
     }
 }
 
@@ -245,5 +305,22 @@ mod tests {
         let open = Evaluation { findings: vec![finding(Mode::Enforce, failed(Failure::Allow))] };
         assert!(open.allowed());
         assert!(open.warnings()[1].starts_with("quorum: policy failed and was skipped (failure: allow)"));
+    }
+
+    #[test]
+    fn an_exception_used_warns_and_a_refused_one_denies_even_in_warn_mode() {
+        let used = Evaluation { findings: vec![finding(Mode::Enforce, FindingResult::Excepted)] };
+        assert!(used.allowed());
+        assert_eq!(
+            used.warnings()[1],
+            "quorum: not evaluated: excepted by annotation mysql-webhook.io/policy-exceptions"
+        );
+        let refused = Evaluation {
+            findings: vec![finding(
+                Mode::Warn,
+                FindingResult::ExceptionRefused("exception refused: no".into()),
+            )],
+        };
+        assert_eq!(refused.denials(), ["quorum: exception refused: no"]);
     }
 }

@@ -39,7 +39,8 @@ use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 use crate::metrics::Metrics;
-use crate::policy::{Policies, PolicyError, Source};
+use crate::namespaces::NamespaceLabels;
+use crate::policy::{Policies, PolicyError, Source, Target};
 use crate::scale::{ClusterLookup, ParentLookup};
 use mysql_webhook_core::admission::{self, Outcome};
 use mysql_webhook_core::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
@@ -86,6 +87,8 @@ pub struct AppState {
     pub policies: Arc<Policies>,
     /// Finds the parent of a Scale; `None` without a cluster.
     pub lookup: Option<Arc<dyn ParentLookup>>,
+    /// Namespace labels for the policies' scopes; `None` without a cluster (unknown labels).
+    pub namespaces: Option<Arc<NamespaceLabels>>,
     /// Bounds the policy evaluations running at once (one per core): more would only queue
     /// for CPU inside the blocking pool.
     pub evaluations: Arc<tokio::sync::Semaphore>,
@@ -104,6 +107,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(true)),
             policies,
             lookup: None,
+            namespaces: None,
             evaluations: Arc::new(tokio::sync::Semaphore::new(cores)),
             queued_evaluations: Arc::default(),
             body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET / BUDGET_UNIT)),
@@ -112,6 +116,10 @@ impl AppState {
 
     pub fn with_lookup(self, lookup: Arc<dyn ParentLookup>) -> AppState {
         AppState { lookup: Some(lookup), ..self }
+    }
+
+    pub fn with_namespaces(self, namespaces: Arc<NamespaceLabels>) -> AppState {
+        AppState { namespaces: Some(namespaces), ..self }
     }
 }
 
@@ -190,7 +198,7 @@ impl From<admission::ReviewError> for HandlerError {
 async fn validate(state: AppState, request: admission::Request) -> Result<admission::Response, HandlerError> {
     let input = match admission::validation(&request)? {
         admission::Validation::Answer(response) => return Ok(response),
-        admission::Validation::Evaluate(input) => input,
+        admission::Validation::Evaluate(judged) => judged,
         admission::Validation::Scale { namespace, name, replicas } => {
             let Some(lookup) = &state.lookup else {
                 return Ok(admission::allow_with_warning(
@@ -200,7 +208,10 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
                 ));
             };
             match lookup.managed_parent(&namespace, &name).await {
-                Ok(Some(parent)) => admission::scale_request(&request, &parent, replicas),
+                Ok(Some(parent)) => match admission::scale_request(&request, &parent, replicas) {
+                    Ok(judged) => judged,
+                    Err(answer) => return Ok(*answer),
+                },
                 Ok(None) => return Ok(admission::Response::allow(&request.uid)),
                 Err(error) => return Err(HandlerError::Internal(error.to_string())),
             }
@@ -222,10 +233,12 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
         }
     };
     let (policies, metrics, span) = (state.policies.clone(), state.metrics.clone(), tracing::Span::current());
+    let namespace_labels = state.namespaces.as_ref().and_then(|cache| cache.labels(&input.subject.namespace));
     let evaluation = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let _span = span.enter();
-        policies.evaluate(&input, Some(&metrics))
+        let target = Target { subject: &input.subject, namespace_labels: namespace_labels.as_ref() };
+        policies.evaluate_scoped(&input.request, target, Some(&metrics))
     })
     .await
     .map_err(|e| HandlerError::Internal(format!("the policy evaluation panicked: {e}")))?;
@@ -701,7 +714,9 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
     };
     let mut state = AppState::new(metrics, policies);
     if let Some(client) = client {
-        state = state.with_lookup(Arc::new(ClusterLookup::start(client)));
+        state = state
+            .with_lookup(Arc::new(ClusterLookup::start(client.clone())))
+            .with_namespaces(Arc::new(NamespaceLabels::start(client)));
     }
     tracing::info!(addr = %local, cert = %cert.display(), "serving the admission webhook");
     serve(listener, certificates, router(state), until_stopped(stopped)).await;
