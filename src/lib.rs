@@ -25,6 +25,7 @@ pub mod policy;
 pub mod scale;
 pub mod server;
 pub mod telemetry;
+pub mod watch_cache;
 
 use mysql_webhook_core::companions::Credentials;
 

@@ -6,10 +6,9 @@
 //! A namespace the cache hasn't seen yet has unknown labels: the core's `scope::decide` then
 //! keeps every policy in force and allows no exception by selector.
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 
 use mysql_webhook_core::scope::{Labels, namespace_labels};
@@ -27,20 +26,12 @@ impl NamespaceLabels {
 
     /// A cache with its reflector running until the process ends.
     pub fn start(client: Client) -> NamespaceLabels {
-        let (reader, writer) = reflector::store();
-        let stream =
-            reflector::reflector(writer, watcher(Api::<Namespace>::all(client), watcher::Config::default()))
-                .default_backoff()
-                .touched_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(error) = event {
-                    tracing::debug!(%error, "the Namespace watch for policy scopes failed; retrying");
-                }
-            }
-        });
-        NamespaceLabels::new(reader)
+        let api = Api::<Namespace>::all(client);
+        NamespaceLabels::new(crate::watch_cache::spawn(
+            api,
+            watcher::Config::default(),
+            "Namespace (policy scopes)",
+        ))
     }
 
     /// The labels of namespace `name`, with `kubernetes.io/metadata.name`; `None` when the

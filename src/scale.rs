@@ -7,11 +7,10 @@
 //! StatefulSet created a moment ago, before the watch saw it). Needs `get`, `list` and `watch`
 //! on `statefulsets` (deploy/base/rbac.yaml).
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use kube::{Api, Client};
 
 use mysql_webhook_core::consts::LABEL_MANAGED;
@@ -52,21 +51,9 @@ impl ClusterLookup {
 
     /// A lookup with its reflector running until the process ends.
     pub fn start(client: Client) -> ClusterLookup {
-        let (reader, writer) = reflector::store();
         let api = Api::<StatefulSet>::all(client.clone());
-        let selector = format!("{LABEL_MANAGED}=true");
-        let stream = reflector::reflector(writer, watcher(api, watcher::Config::default().labels(&selector)))
-            .default_backoff()
-            .touched_objects();
-        tokio::spawn(async move {
-            futures::pin_mut!(stream);
-            while let Some(event) = stream.next().await {
-                if let Err(error) = event {
-                    tracing::debug!(%error, "the StatefulSet watch for scale requests failed; retrying");
-                }
-            }
-        });
-        ClusterLookup::new(client, reader)
+        let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED}=true"));
+        ClusterLookup::new(client, crate::watch_cache::spawn(api, managed, "StatefulSet (scale requests)"))
     }
 }
 
