@@ -250,18 +250,11 @@ pub fn backup_cron_job(plan: &Plan) -> Option<CronJob> {
             "-c".into(),
             scripts::take_backup(plan.flavor, names, plan.replicas),
         ]),
-        env: Some(vec![EnvVar {
-            name: scripts::ENV_ROOT_PASSWORD.into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: plan.secret.clone(),
-                    key: SECRET_KEY_ROOT_PASSWORD.into(),
-                    optional: None,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+        env: Some(vec![crate::expand::secret_env(
+            scripts::ENV_ROOT_PASSWORD,
+            plan,
+            SECRET_KEY_ROOT_PASSWORD,
+        )]),
         volume_mounts: Some(vec![
             VolumeMount { name: VOLUME_SCRATCH.into(), mount_path: SCRATCH_DIR.into(), ..Default::default() },
             crate::expand::tls_mount(),

@@ -196,7 +196,8 @@ pub fn tls_mount() -> VolumeMount {
     VolumeMount { read_only: Some(true), ..mount(VOLUME_TLS, TLS_DIR) }
 }
 
-fn secret_env(name: &str, plan: &Plan, key: &str) -> EnvVar {
+/// `name` from key `key` of the credentials Secret.
+pub(crate) fn secret_env(name: &str, plan: &Plan, key: &str) -> EnvVar {
     EnvVar {
         name: name.into(),
         value_from: Some(EnvVarSource {
