@@ -4,7 +4,10 @@
 //! builders in `companions`), each with a controller ownerReference so garbage collection
 //! deletes them with the StatefulSet. It creates the credentials Secret and the members' TLS
 //! Secret when they are missing, renews the TLS certificate before it expires, or applies a
-//! cert-manager Certificate instead; a password or a key is never overwritten or logged. The
+//! cert-manager Certificate instead; a password or a key is never overwritten or logged; a
+//! credentials Secret it made before a password existed (the exporter's) gets that key added,
+//! conditionally on the version read, the others untouched. The NetworkPolicy of the clone port
+//! is applied like the other companions. The
 //! Secrets are owned by the StatefulSet only when its claims are deleted with it
 //! (`persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`): otherwise the retained data
 //! outlives the StatefulSet and still needs them. Secrets are not watched (that would need list
@@ -21,7 +24,11 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::batch::v1::CronJob;
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
@@ -35,7 +42,7 @@ use serde::de::DeserializeOwned;
 use crate::member_tls::{self, MemberTlsError};
 use crate::metrics::Metrics;
 use mysql_webhook_core::companions::{
-    Companions, TlsIdentity, credentials_secret, member_dns_names, tls_secret,
+    Companions, TlsIdentity, credentials_secret, member_dns_names, missing_credentials, tls_secret,
 };
 use mysql_webhook_core::consts::{
     CERT_MANAGER_API_VERSION, FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY,
@@ -147,6 +154,7 @@ pub async fn run(
         .owns(Api::<ConfigMap>::all(client.clone()), companions.clone())
         .owns(Api::<Service>::all(client.clone()), companions.clone())
         .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions.clone())
+        .owns(Api::<NetworkPolicy>::all(client.clone()), companions.clone())
         .owns(Api::<CronJob>::all(client.clone()), companions)
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, context)
@@ -195,6 +203,7 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     apply(client, &namespace, &owner, companions.headless_service).await?;
     apply(client, &namespace, &owner, companions.read_service).await?;
     apply(client, &namespace, &owner, companions.pod_disruption_budget).await?;
+    apply(client, &namespace, &owner, companions.network_policy).await?;
     if let Some(cron_job) = companions.backup_cron_job {
         apply(client, &namespace, &owner, cron_job).await?;
     }
@@ -205,9 +214,24 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
     let owned = secrets_owned(sts);
     let secrets = Api::<Secret>::namespaced(client.clone(), &namespace);
     let credentials = || Ok(credentials_secret(&plan, &crate::new_credentials()));
-    if ensure_secret(&secrets, &plan.secret, &owner, owned, credentials).await? {
-        let note = format!("Secret {} created with generated root and replication passwords", plan.secret);
-        publish(context, sts, normal("CredentialsCreated", note)).await;
+    let complete = |secret: &Secret| missing_credentials(secret, &mut crate::os_rng());
+    match ensure_secret(&secrets, &plan.secret, &owner, owned, credentials, complete).await? {
+        Ensured::Created => {
+            let note = format!(
+                "Secret {} created with generated root, replication and exporter passwords",
+                plan.secret
+            );
+            publish(context, sts, normal("CredentialsCreated", note)).await;
+        }
+        Ensured::Completed(keys) => {
+            let note = format!(
+                "Secret {}: generated {} added; the existing keys are unchanged",
+                plan.secret,
+                keys.join(", ")
+            );
+            publish(context, sts, normal("CredentialsCompleted", note)).await;
+        }
+        Ensured::Unchanged => {}
     }
     if plan.tls_issuer.is_none() {
         let identity = || {
@@ -215,7 +239,10 @@ async fn apply_companions(sts: &StatefulSet, context: &Context) -> Result<Action
                 .map(|identity| tls_secret(&plan, &identity))
                 .map_err(|source| Error::Tls { name: plan.tls_secret.clone(), source })
         };
-        if ensure_secret(&secrets, &plan.tls_secret, &owner, owned, identity).await? {
+        let nothing_to_add = |_: &Secret| BTreeMap::new();
+        if ensure_secret(&secrets, &plan.tls_secret, &owner, owned, identity, nothing_to_add).await?
+            == Ensured::Created
+        {
             let note =
                 format!("Secret {} created with a new CA and the members' certificate", plan.tls_secret);
             publish(context, sts, normal("TlsCreated", note)).await;
@@ -235,17 +262,27 @@ pub fn secrets_owned(sts: &StatefulSet) -> bool {
     policy.and_then(|p| p.when_deleted.as_deref()) == Some("Delete")
 }
 
-/// Creates Secret `name` when it is missing (`true`), with `owner` when `owned`. An existing one
-/// made by the controller gets its ownership brought in line with `owned` (one made by you is
-/// left alone); its data is never overwritten. A create answered 409 (another replica made it
-/// meanwhile) is taken as success.
+/// What [`ensure_secret`] did.
+#[derive(Debug, PartialEq, Eq)]
+enum Ensured {
+    Created,
+    /// These keys were missing and were added.
+    Completed(Vec<String>),
+    Unchanged,
+}
+
+/// Creates Secret `name` when it is missing, with `owner` when `owned`. An existing one made by
+/// the controller gets its ownership brought in line with `owned` and the keys `complete` says
+/// it lacks (one made by you is left alone); an existing key is never overwritten. A create
+/// answered 409 (another replica made it meanwhile) is taken as success.
 async fn ensure_secret(
     secrets: &Api<Secret>,
     name: &str,
     owner: &OwnerReference,
     owned: bool,
     make: impl FnOnce() -> Result<Secret, Error>,
-) -> Result<bool, Error> {
+    complete: impl FnOnce(&Secret) -> BTreeMap<String, ByteString>,
+) -> Result<Ensured, Error> {
     let failed = |source| Error::Secret { name: name.to_owned(), source };
     let Some(existing) = secrets.get_opt(name).await.map_err(failed)? else {
         let mut secret = make()?;
@@ -254,18 +291,45 @@ async fn ensure_secret(
         return match secrets.create(&params, &secret).await {
             Ok(_) => {
                 tracing::info!(secret = %name, owned, "Secret created");
-                Ok(true)
+                Ok(Ensured::Created)
             }
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(Ensured::Unchanged),
             Err(source) => Err(failed(source)),
         };
     };
     let made_by_us = existing.labels().get(LABEL_MANAGED_BY).is_some_and(|v| v == MANAGED_BY);
-    if let Some(patch) = made_by_us.then(|| ownership_patch(&existing, owner, owned)).flatten() {
-        secrets.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(failed)?;
-        tracing::info!(secret = %name, owned, "Secret ownership changed");
+    if !made_by_us {
+        return Ok(Ensured::Unchanged);
     }
-    Ok(false)
+    let added = complete(&existing);
+    let Some(patch) = secret_patch(&existing, owner, owned, &added) else { return Ok(Ensured::Unchanged) };
+    secrets.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await.map_err(failed)?;
+    let keys: Vec<String> = added.into_keys().collect();
+    // The key names only: never a value.
+    tracing::info!(secret = %name, owned, added = ?keys, "Secret updated");
+    Ok(if keys.is_empty() { Ensured::Unchanged } else { Ensured::Completed(keys) })
+}
+
+/// The merge patch that brings a Secret the controller made in line: its ownership
+/// ([`ownership_patch`]) and the keys `added` it lacked. Conditional on the resourceVersion read,
+/// so a key someone added meanwhile is never overwritten (the patch is a 409, retried, and the
+/// Secret read again); a merge patch writes only the keys it names, so the existing ones are
+/// untouched. `None` when there is nothing to do.
+pub fn secret_patch(
+    secret: &Secret,
+    owner: &OwnerReference,
+    owned: bool,
+    added: &BTreeMap<String, ByteString>,
+) -> Option<serde_json::Value> {
+    let ownership = ownership_patch(secret, owner, owned);
+    if added.is_empty() {
+        return ownership;
+    }
+    let mut patch = ownership.unwrap_or_else(
+        || serde_json::json!({"metadata": {"resourceVersion": secret.metadata.resource_version}}),
+    );
+    patch["data"] = serde_json::to_value(added).expect("Secret data serialises");
+    Some(patch)
 }
 
 /// The merge patch that makes `owner` own `secret` or not, conditional on the resourceVersion it

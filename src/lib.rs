@@ -32,6 +32,11 @@ use mysql_webhook_core::companions::Credentials;
 /// New passwords for a credentials Secret, from the OS's cryptographic generator: the one source
 /// of randomness for the controller and `mutate --with-secret`.
 pub fn new_credentials() -> Credentials {
+    Credentials::generate(&mut os_rng())
+}
+
+/// The OS's cryptographic generator, for passwords.
+pub fn os_rng() -> rand::rand_core::UnwrapErr<rand::rngs::OsRng> {
     use rand::TryRngCore;
-    Credentials::generate(&mut rand::rngs::OsRng.unwrap_err())
+    rand::rngs::OsRng.unwrap_err()
 }

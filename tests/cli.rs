@@ -58,7 +58,7 @@ fn reads_files_json_streams_and_lists() {
     std::fs::write(file.path(), ANNOTATED).unwrap();
     let output = run_cli(&["mutate", "-f", file.path().to_str().unwrap()], "");
     assert!(output.status.success());
-    assert_eq!(documents(&String::from_utf8(output.stdout).unwrap()).len(), 5);
+    assert_eq!(documents(&String::from_utf8(output.stdout).unwrap()).len(), 6);
 
     let sts = documents(ANNOTATED).remove(0);
     let json_stream = format!(
@@ -67,7 +67,7 @@ fn reads_files_json_streams_and_lists() {
         sts
     );
     let out = documents(&mutate_cli(&json_stream, &[]));
-    assert_eq!(out.len(), 6);
+    assert_eq!(out.len(), 7);
     assert_eq!(out[0]["kind"], "Namespace");
 
     let list = json!({"apiVersion": "v1", "kind": "List", "items": [sts]}).to_string();
@@ -77,7 +77,7 @@ fn reads_files_json_streams_and_lists() {
         out[0]["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
     assert_eq!(
         kinds,
-        ["StatefulSet", "ConfigMap", "Service", "Service", "PodDisruptionBudget"],
+        ["StatefulSet", "ConfigMap", "Service", "Service", "PodDisruptionBudget", "NetworkPolicy"],
         "companions follow their item"
     );
 }

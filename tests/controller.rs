@@ -147,6 +147,7 @@ async fn creates_every_companion_with_an_owner_reference_and_the_field_manager()
             ("PATCH", "/api/v1/namespaces/shop/services/orders-hl"),
             ("PATCH", "/api/v1/namespaces/shop/services/orders-db-read"),
             ("PATCH", "/apis/policy/v1/namespaces/shop/poddisruptionbudgets/orders-db"),
+            ("PATCH", "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/orders-db"),
             ("POST", "/api/v1/namespaces/shop/secrets"),
             ("POST", "/api/v1/namespaces/shop/secrets"),
         ]
@@ -167,7 +168,7 @@ async fn creates_every_companion_with_an_owner_reference_and_the_field_manager()
         .collect();
     assert_eq!(secrets[0]["metadata"]["name"], "orders-db-credentials");
     let keys: Vec<&String> = secrets[0]["data"].as_object().unwrap().keys().collect();
-    assert_eq!(keys, ["replication-password", "root-password"]);
+    assert_eq!(keys, ["exporter-password", "replication-password", "root-password"]);
     assert_eq!(secrets[1]["metadata"]["name"], "orders-db-tls");
     assert_eq!(secrets[1]["type"], "kubernetes.io/tls");
     let keys: Vec<&String> = secrets[1]["data"].as_object().unwrap().keys().collect();
@@ -185,9 +186,15 @@ async fn creates_every_companion_with_an_owner_reference_and_the_field_manager()
 /// Secrets as the API server would return them: made by the controller (labelled) or not, owned
 /// by the StatefulSet or not, with a fresh TLS identity.
 fn existing_secrets(ours: bool, owned: bool) -> Answer {
+    secrets_of_version(ours, owned, &[])
+}
+
+/// [`existing_secrets`], the credentials without the keys `without` (an earlier version's).
+fn secrets_of_version(ours: bool, owned: bool, without: &[&str]) -> Answer {
     let sts: StatefulSet = serde_json::from_value(managed_statefulset()).unwrap();
     let plan = mysql_webhook_core::plan(&sts, None).unwrap().unwrap();
-    let credentials = companions::credentials_secret(&plan, &mysql_webhook::new_credentials());
+    let mut credentials = companions::credentials_secret(&plan, &mysql_webhook::new_credentials());
+    credentials.data.as_mut().unwrap().retain(|key, _| !without.contains(&key.as_str()));
     let identity = certs::member_identity("orders-hl", companions::member_dns_names(&plan)).unwrap();
     let tls = companions::tls_secret(&plan, &identity);
     let stored = move |secret: &k8s_openapi::api::core::v1::Secret| {
@@ -283,6 +290,103 @@ async fn secrets_are_owned_by_the_statefulset_only_when_its_claims_are_deleted_w
     // Yours (not labelled by the controller): never touched, whatever the policy.
     let (_, calls, _) = reconcile(deleting, existing_secrets(false, false)).await;
     assert!(on_secrets(&calls).iter().all(|(method, _)| *method == "GET"), "{:?}", on_secrets(&calls));
+}
+
+#[tokio::test]
+async fn a_credentials_secret_of_an_earlier_version_gets_the_exporter_key_and_nothing_else() {
+    let old = || secrets_of_version(true, false, &["exporter-password"]);
+    let (result, calls, _) = reconcile(managed_statefulset(), old()).await;
+    assert_eq!(result.unwrap(), Action::requeue(Duration::from_secs(300)));
+    let patches: Vec<&Call> =
+        calls.iter().filter(|c| c.method == "PATCH" && c.uri.contains("/secrets")).collect();
+    assert_eq!(patches.len(), 1, "one patch, of the credentials: {patches:?}");
+    let patch = patches[0];
+    assert!(patch.uri.starts_with("/api/v1/namespaces/shop/secrets/orders-db-credentials?"), "{}", patch.uri);
+    // A merge patch naming the new key only (the others are untouched), conditional on the
+    // version read: a key added meanwhile by someone else makes it a 409, never an overwrite.
+    assert_eq!(patch.body["metadata"], json!({"resourceVersion": "41"}));
+    let data = patch.body["data"].as_object().unwrap();
+    assert_eq!(data.keys().collect::<Vec<_>>(), ["exporter-password"]);
+    use base64::Engine as _;
+    let password = base64::engine::general_purpose::STANDARD
+        .decode(data["exporter-password"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(password.len(), 32);
+    assert!(password.iter().all(u8::is_ascii_alphanumeric));
+    assert_eq!(patch.body.as_object().unwrap().len(), 2, "metadata and data only: {}", patch.body);
+    let events: Vec<&Value> = calls.iter().filter(|c| c.uri.contains("/events")).map(|c| &c.body).collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], "CredentialsCompleted");
+    let note = events[0]["note"].as_str().unwrap();
+    assert!(
+        note.contains("exporter-password added") && !note.contains(std::str::from_utf8(&password).unwrap())
+    );
+
+    // With an ownership change due too: one patch carries both.
+    let mut deleting = managed_statefulset();
+    deleting["spec"]["persistentVolumeClaimRetentionPolicy"] = json!({"whenDeleted": "Delete"});
+    let (_, calls, _) = reconcile(deleting, old()).await;
+    let patch = calls
+        .iter()
+        .find(|c| c.method == "PATCH" && c.uri.contains("/secrets/orders-db-credentials"))
+        .expect("the credentials patch");
+    assert_eq!(
+        patch.body["metadata"],
+        json!({"resourceVersion": "41", "ownerReferences": owner_references()})
+    );
+    assert!(patch.body["data"]["exporter-password"].is_string());
+
+    // Someone changed the Secret since it was read: a conflict, retried soon (and read again).
+    let conflicting: Answer = {
+        let old = old();
+        Box::new(move |call: &Call| {
+            if call.method == "PATCH" && call.uri.contains("/secrets/") {
+                (409, status(409))
+            } else {
+                old(call)
+            }
+        })
+    };
+    let (result, _, _) = reconcile(managed_statefulset(), conflicting).await;
+    let error = result.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+
+    // Yours: never touched, even without the key.
+    let (_, calls, _) =
+        reconcile(managed_statefulset(), secrets_of_version(false, false, &["exporter-password"])).await;
+    assert!(on_secrets(&calls).iter().all(|(method, _)| *method == "GET"), "{:?}", on_secrets(&calls));
+}
+
+#[tokio::test]
+async fn the_network_policy_admits_only_members_and_backup_jobs_to_the_clone_port() {
+    let (_, calls, _) = reconcile(managed_statefulset(), empty_cluster()).await;
+    let policy = calls
+        .iter()
+        .find(|c| c.uri.starts_with("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/orders-db?"))
+        .expect("the NetworkPolicy is applied");
+    assert!(policy.uri.contains("fieldManager=mysql-webhook.io") && policy.uri.contains("force=true"));
+    assert_eq!(policy.body["metadata"]["ownerReferences"], owner_references());
+    assert_eq!(policy.body["spec"]["podSelector"], json!({"matchLabels": {"app": "orders-db"}}));
+    assert_eq!(
+        policy.body["spec"]["ingress"][0],
+        json!({
+            "from": [
+                {"podSelector": {"matchLabels": {"app": "orders-db"}}},
+                {"podSelector": {"matchLabels": {"mysql-webhook.io/backup-of": "orders-db"}}}
+            ],
+            "ports": [{"protocol": "TCP", "port": 3307}]
+        })
+    );
+    assert_eq!(
+        policy.body["spec"]["ingress"][1],
+        json!({"ports": [
+            {"protocol": "TCP", "port": 1, "endPort": 3306},
+            {"protocol": "TCP", "port": 3308, "endPort": 65535},
+            {"protocol": "UDP"},
+            {"protocol": "SCTP"}
+        ]}),
+        "every other port open from anywhere, as without the policy"
+    );
 }
 
 #[tokio::test]

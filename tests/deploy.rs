@@ -163,4 +163,6 @@ fn rbac_lets_the_controller_read_secrets_by_name_but_never_list_or_watch_them() 
     // get by name (renewal, ownership), never list or watch: no enumeration of the cluster's Secrets.
     assert_eq!(verbs("secrets"), ["get", "create", "patch", "update"]);
     assert_eq!(verbs("certificates"), ["get", "create", "patch"]);
+    // The NetworkPolicy companion: watched (owned) and server-side applied like the others.
+    assert_eq!(verbs("networkpolicies"), ["get", "list", "watch", "create", "patch"]);
 }

@@ -59,7 +59,8 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
             "annotation mysql-webhook.io/storge is not known; known annotations: mysql-webhook.io/replicated, \
              mysql-webhook.io/storage, mysql-webhook.io/storage-class, mysql-webhook.io/flavor, \
              mysql-webhook.io/backup-image, mysql-webhook.io/root-password-secret, mysql-webhook.io/read-service, \
-             mysql-webhook.io/metrics, mysql-webhook.io/tls-issuer, \
+             mysql-webhook.io/metrics, mysql-webhook.io/tls-issuer, mysql-webhook.io/require-tls, \
+             mysql-webhook.io/max-lag, \
              mysql-webhook.io/backup-schedule, mysql-webhook.io/backup-target, \
              mysql-webhook.io/backup-secret, mysql-webhook.io/backup-keep, mysql-webhook.io/backup-client-image, \
              mysql-webhook.io/restore-from, mysql-webhook.io/restore-to-time, mysql-webhook.io/binlog-archive, \
@@ -157,6 +158,26 @@ fn bad_inputs_are_refused_with_messages_naming_the_problem_and_what_is_accepted(
             "flavor mysql-5.7 needs annotation mysql-webhook.io/backup-image: clones travel over mutual TLS with socat, and no public XtraBackup 2.4 image carries socat (the tutorial's ncat can't verify client certificates); build one FROM percona/percona-xtrabackup:2.4 with bash, socat and the mysql client",
         ),
         (
+            "require-tls not a boolean",
+            with_annotation(base(), "mysql-webhook.io/require-tls", "yes"),
+            r#"annotation mysql-webhook.io/require-tls: "yes" is not accepted; use "true" or "false""#,
+        ),
+        (
+            "max-lag without a unit",
+            with_annotation(base(), "mysql-webhook.io/max-lag", "30"),
+            r#"annotation mysql-webhook.io/max-lag: "30" is not accepted; use a duration from 1s to 24h such as 30s, 5m or 1h30m"#,
+        ),
+        (
+            "max-lag of zero",
+            with_annotation(base(), "mysql-webhook.io/max-lag", "0s"),
+            r#"annotation mysql-webhook.io/max-lag: "0s" is not accepted; use a duration from 1s to 24h such as 30s, 5m or 1h30m"#,
+        ),
+        (
+            "max-lag beyond a day",
+            with_annotation(base(), "mysql-webhook.io/max-lag", "25h"),
+            r#"annotation mysql-webhook.io/max-lag: "25h" is not accepted; use a duration from 1s to 24h such as 30s, 5m or 1h30m"#,
+        ),
+        (
             "metrics not a boolean",
             with_annotation(base(), "mysql-webhook.io/metrics", "on"),
             r#"annotation mysql-webhook.io/metrics: "on" is not accepted; use "true" or "false""#,
@@ -229,7 +250,7 @@ fn names_come_from_the_statefulset_and_its_service_never_from_the_tutorial() {
     let output = common::mutate_cli(&serde_json::to_string(&object).unwrap(), &["--with-secret"]);
     assert!(!output.contains("mysql-0.mysql"), "the tutorial's hard-coded peer name leaked");
     let documents = common::documents(&output);
-    assert_eq!(documents.len(), 7, "StatefulSet, ConfigMap, two Services, PDB, two Secrets");
+    assert_eq!(documents.len(), 8, "StatefulSet, ConfigMap, two Services, PDB, NetworkPolicy, two Secrets");
     for document in &documents {
         assert_eq!(document["metadata"]["namespace"], "shop", "{} is not in shop", document["kind"]);
     }
@@ -245,6 +266,7 @@ fn names_come_from_the_statefulset_and_its_service_never_from_the_tutorial() {
             ("Service", "orders-hl"),
             ("Service", "orders-db-read"),
             ("PodDisruptionBudget", "orders-db"),
+            ("NetworkPolicy", "orders-db"),
             ("Secret", "orders-db-credentials"),
             ("Secret", "orders-db-tls"),
         ]
@@ -322,7 +344,8 @@ fn annotations_choose_storage_class_secret_read_service_backup_image_and_metrics
     assert_eq!(claim["resources"]["requests"]["storage"], "50Gi");
     assert_eq!(claim["storageClassName"], "fast-ssd");
     let pod = &sts["spec"]["template"]["spec"];
-    assert_eq!(pod["containers"][0]["env"][0]["valueFrom"]["secretKeyRef"]["name"], "vault-db");
+    let credentials = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "credentials").unwrap();
+    assert_eq!(credentials["secret"]["secretName"], "vault-db");
     assert_eq!(pod["containers"][1]["image"], "registry.example.com/pxb:8.0.35");
     assert_eq!(pod["initContainers"][1]["image"], "registry.example.com/pxb:8.0.35");
     assert_eq!(pod["containers"][2]["name"], "mysqld-exporter");
@@ -339,6 +362,8 @@ fn annotations_choose_storage_class_secret_read_service_backup_image_and_metrics
         .map(|c| c["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["mysql", "xtrabackup"]);
+    let volumes = expand(&off)["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(!volumes.contains("exporter-config"), "its volume goes too");
 }
 
 #[test]
@@ -351,13 +376,70 @@ fn no_container_ever_gets_an_empty_root_password() {
         let sts = &common::documents(&output)[0];
         let mysql = &sts["spec"]["template"]["spec"]["containers"][0];
         let env = &mysql["env"][0];
-        let expected = if flavor == "mariadb" { "MARIADB_ROOT_PASSWORD" } else { "MYSQL_ROOT_PASSWORD" };
-        assert_eq!(env["name"], expected, "{flavor}");
-        assert_eq!(
-            env["valueFrom"]["secretKeyRef"],
-            json!({"name": "mysql-credentials", "key": "root-password"})
-        );
+        let expected =
+            if flavor == "mariadb" { "MARIADB_ROOT_PASSWORD_FILE" } else { "MYSQL_ROOT_PASSWORD_FILE" };
+        assert_eq!(env, &json!({"name": expected, "value": "/etc/mysql-webhook/credentials/root-password"}));
+        let credentials = sts["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == "credentials")
+            .expect("the credentials volume");
+        assert_eq!(credentials["secret"], json!({"secretName": "mysql-credentials"}));
     }
+}
+
+#[test]
+fn no_container_gets_a_password_in_its_environment() {
+    for flavor in ["mysql-8.4", "mysql-8.0", "mysql-5.7", "mariadb"] {
+        let mut example: serde_json::Value = serde_yaml_ng::from_str(
+            &std::fs::read_to_string(common::repo_path(&format!("deploy/examples/{flavor}.yaml"))).unwrap(),
+        )
+        .unwrap();
+        example["metadata"]["annotations"]["mysql-webhook.io/metrics"] = json!("true");
+        example["metadata"]["annotations"]["mysql-webhook.io/backup-schedule"] = json!("@daily");
+        example["metadata"]["annotations"]["mysql-webhook.io/backup-target"] = json!("pvc://backups/db");
+        let output = common::mutate_cli(&example.to_string(), &[]);
+        for document in common::documents(&output) {
+            let text = document.to_string();
+            assert!(!text.contains("secretKeyRef"), "{flavor}: {}", document["kind"]);
+            assert!(!text.contains("MYSQLD_EXPORTER_PASSWORD"), "{flavor}");
+        }
+    }
+}
+
+#[test]
+fn an_earlier_expansion_loses_its_password_variables_and_probes_on_update() {
+    // What an earlier version made: the password from the Secret as a variable, probes that
+    // read it, the sidecar and exporter with password variables.
+    let mut old = annotated("db", "mariadb:11.4");
+    old["metadata"]["annotations"]["mysql-webhook.io/metrics"] = json!("true");
+    let pod = &mut old["spec"]["template"]["spec"];
+    let from_secret = |name: &str| json!({"name": name, "valueFrom": {"secretKeyRef": {"name": "db-credentials", "key": "root-password"}}});
+    pod["containers"][0]["env"] = json!([from_secret("MARIADB_ROOT_PASSWORD")]);
+    pod["containers"][0]["readinessProbe"] = json!({"exec": {"command": ["bash", "-c", "MYSQL_PWD=\"$MARIADB_ROOT_PASSWORD\" mariadb -h 127.0.0.1 -u root -e 'SELECT 1'"]}, "periodSeconds": 2});
+    pod["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "mariadb-backup", "image": "mariadb:11.4", "env": [from_secret("MYSQL_PWD")]}));
+    pod["containers"].as_array_mut().unwrap().push(json!({"name": "mysqld-exporter", "image": "prom/mysqld-exporter:v0.17.2", "args": ["--mysqld.username=root"], "env": [from_secret("MYSQLD_EXPORTER_PASSWORD")]}));
+    let mutation = mutate(&old, Operation::Create, None).unwrap().unwrap();
+    let expanded = serde_json::to_value(&mutation.expanded).unwrap();
+    let text = expanded.to_string();
+    assert!(!text.contains("secretKeyRef") && !text.contains("--mysqld.username"), "{text}");
+    let mysql = &expanded["spec"]["template"]["spec"]["containers"][0];
+    let probe = mysql["readinessProbe"]["exec"]["command"][2].as_str().unwrap();
+    assert!(probe.starts_with("MYSQL_PWD=$(< /etc/mysql-webhook/credentials/root-password)"), "{probe}");
+    // A probe of yours stays.
+    let mut yours = annotated("db", "mysql:8.4");
+    yours["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
+        json!({"tcpSocket": {"port": 3306}, "periodSeconds": 7});
+    let mutation = mutate(&yours, Operation::Create, None).unwrap().unwrap();
+    let expanded = serde_json::to_value(&mutation.expanded).unwrap();
+    assert_eq!(
+        expanded["spec"]["template"]["spec"]["containers"][0]["readinessProbe"],
+        json!({"tcpSocket": {"port": 3306}, "periodSeconds": 7})
+    );
 }
 
 #[test]

@@ -326,3 +326,131 @@ fn the_cluster_keeps_working_through_a_ca_rollover_and_a_certificate_renewal() {
         assert!(!clone.contains("(attempt 2)"), "member {ordinal} had to retry its clone:\n{clone}");
     }
 }
+
+#[test]
+fn the_exporter_account_reads_status_but_no_user_table_and_writes_nothing() {
+    let cluster = Cluster::start(example(), 2);
+    cluster.sql(0, TABLE);
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'private')");
+    cluster.wait_for(1, "SELECT COUNT(*) FROM shop.orders", "1");
+    let password = cluster.manifests.secret_value("exporter-password");
+    assert_eq!(password.len(), 32, "generated");
+    // As mysqld-exporter connects: from inside the pod, over TCP to 127.0.0.1 (the sidecar's
+    // container has the client), with the password from the mounted Secret's file.
+    let exporter = |ordinal: u32, sql: &str| {
+        let script = format!(
+            "MYSQL_PWD=$(< /etc/mysql-webhook/credentials/exporter-password) mariadb -h 127.0.0.1 -u exporter -N -e \"{sql}\""
+        );
+        cluster.exec(ordinal, SIDECAR, &script)
+    };
+    for ordinal in 0..2 {
+        let (ok, uptime) = exporter(ordinal, "SHOW GLOBAL STATUS LIKE 'Uptime'");
+        assert!(ok && uptime.starts_with("Uptime\t"), "member {ordinal}: {uptime}");
+        let (ok, out) = exporter(ordinal, "SELECT COUNT(*) FROM performance_schema.threads");
+        assert!(ok, "member {ordinal} performance_schema: {out}");
+        let (ok, out) = exporter(ordinal, "SELECT COUNT(*) FROM information_schema.INNODB_CMP");
+        assert!(ok, "member {ordinal} (PROCESS): {out}");
+        let (ok, out) = exporter(ordinal, "SELECT * FROM shop.orders");
+        assert!(!ok && out.contains("command denied"), "member {ordinal} reads a user table: {out}");
+        let (ok, out) = exporter(ordinal, "SELECT User FROM mysql.user");
+        assert!(!ok && out.contains("command denied"), "member {ordinal} reads mysql.user: {out}");
+        let (ok, out) = exporter(ordinal, "INSERT INTO shop.orders VALUES (2, 'exporter')");
+        assert!(!ok && out.contains("command denied"), "member {ordinal} writes: {out}");
+    }
+    // The replica got the account through replication, and its status is readable there.
+    let (ok, status) = exporter(1, "SHOW SLAVE STATUS");
+    assert!(ok && status.contains("mysql-0.mysql"), "{status}");
+    assert_eq!(cluster.sql(0, "SELECT max_user_connections FROM mysql.user WHERE User = 'exporter'"), "3");
+    // Only from inside the pod.
+    let outside = cluster.sql_as(0, "exporter", &password, "SELECT 1").expect_err("the account is local");
+    assert!(outside.contains("Access denied"), "{outside}");
+    // No file of the primary's datadir (binlogs included) holds the password in clear.
+    for entry in std::fs::read_dir(cluster.data_dir(0)).unwrap().flatten() {
+        if entry.file_type().unwrap().is_file() {
+            let bytes = std::fs::read(entry.path()).unwrap();
+            let found = bytes.windows(password.len()).any(|w| w == password.as_bytes());
+            assert!(!found, "{} holds the exporter password", entry.path().display());
+        }
+    }
+}
+
+#[test]
+fn a_replica_whose_replication_stops_is_unready_until_it_runs_again() {
+    let cluster = Cluster::start(example(), 2);
+    let probe_period = std::time::Duration::from_secs(2);
+    // Polls the generated readiness probe of member 1's mysql container, as the kubelet runs it
+    // every period, until it says `ready`; within three periods.
+    let expect = |ready: bool| {
+        let deadline = std::time::Instant::now() + 3 * probe_period;
+        loop {
+            let (passes, output) = cluster.readiness(1, "mysql");
+            if passes == ready {
+                return output;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "member 1 not ready={ready} in 3 periods: {output}"
+            );
+            std::thread::sleep(probe_period / 4);
+        }
+    };
+    expect(true);
+    assert!(cluster.readiness(0, "mysql").0, "the primary accepts writes");
+    cluster.sql(1, "STOP SLAVE");
+    let why = expect(false);
+    assert!(why.contains("replication IO thread is not running"), "{why}");
+    cluster.sql(1, "START SLAVE");
+    expect(true);
+    cluster.sql(1, "STOP SLAVE SQL_THREAD");
+    let why = expect(false);
+    assert!(why.contains("replication SQL thread is not running"), "{why}");
+    cluster.sql(1, "START SLAVE SQL_THREAD");
+    expect(true);
+    // The primary made read-only accepts no writes: not ready either. (Set from inside the pod:
+    // root@'%' lacks READ ONLY ADMIN on MariaDB.)
+    let as_local_root = |sql: &str| {
+        let script = format!(
+            "MYSQL_PWD=$(< /etc/mysql-webhook/credentials/root-password) mariadb -h 127.0.0.1 -u root -e '{sql}'"
+        );
+        let (ok, output) = cluster.exec(0, SIDECAR, &script);
+        assert!(ok, "{sql}: {output}");
+    };
+    as_local_root("SET GLOBAL read_only = ON");
+    let (ready, why) = cluster.readiness(0, "mysql");
+    assert!(!ready && why.contains("read_only is on"), "{why}");
+    as_local_root("SET GLOBAL read_only = OFF");
+    assert!(cluster.readiness(0, "mysql").0);
+}
+
+#[test]
+fn the_sidecar_says_what_it_waited_for() {
+    let cluster = Cluster::start(example(), 1);
+    let log = cluster.log(0, SIDECAR);
+    // mysqld initialises its datadir first; the sidecar said so instead of spinning silently.
+    assert!(
+        log.contains("still waiting: mysqld is not accepting connections on 127.0.0.1:3306 yet"),
+        "{log}"
+    );
+    assert!(log.contains("mysqld accepts connections"), "{log}");
+}
+
+#[test]
+fn require_tls_refuses_a_plain_tcp_client_and_the_cluster_still_works() {
+    let cluster =
+        Cluster::start(Manifests::mutate_with("deploy/examples/mariadb.yaml", &[("require-tls", "true")]), 2);
+    // Up and Ready (the probes and the sidecar log in over TLS), member 1 cloned (mariadb-backup
+    // too), and replicating.
+    cluster.sql(0, TABLE);
+    cluster.sql(0, "INSERT INTO shop.orders VALUES (1, 'tls')");
+    cluster.wait_for(1, "SELECT item FROM shop.orders WHERE id = 1", "tls");
+    for ordinal in 0..2 {
+        assert_eq!(cluster.sql(ordinal, "SELECT @@require_secure_transport"), "1", "member {ordinal}");
+        let password = cluster.manifests.secret_value("root-password");
+        let plain = cluster.sql_as_over(false, ordinal, "root", &password, "SELECT 1");
+        let error = plain.expect_err("a plain TCP client is refused");
+        assert!(error.contains("insecure transport"), "member {ordinal}: {error}");
+        cluster.sql_as_over(true, ordinal, "root", &password, "SELECT 1").expect("over TLS it is served");
+        assert!(cluster.readiness(ordinal, "mysql").0, "member {ordinal}'s probe logs in");
+    }
+    assert_eq!(cluster.replica_status(1)["Slave_IO_Running"], "Yes");
+}

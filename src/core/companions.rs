@@ -13,6 +13,9 @@ use k8s_openapi::api::core::v1::{
     PodSpec, PodTemplateSpec, Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
     Volume, VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -29,6 +32,8 @@ pub struct Companions {
     pub headless_service: Service,
     pub read_service: Service,
     pub pod_disruption_budget: PodDisruptionBudget,
+    /// Ingress to the clone port from the StatefulSet's own pods (and its backup Jobs) only.
+    pub network_policy: NetworkPolicy,
     /// The cert-manager Certificate, with annotation `tls-issuer`.
     pub certificate: Option<serde_json::Value>,
     /// `<name>-backup`, when `backup-schedule` is set.
@@ -42,18 +47,20 @@ impl Companions {
             headless_service: service(plan, &plan.service_name, true),
             read_service: service(plan, &plan.read_service, false),
             pod_disruption_budget: pod_disruption_budget(plan),
+            network_policy: network_policy(plan),
             certificate: plan.tls_issuer.as_ref().map(|issuer| certificate(plan, issuer)),
             backup_cron_job: backup_cron_job(plan),
         }
     }
 }
 
-/// The root and replication passwords of a new credentials Secret. The caller brings the
-/// random generator (the core does no IO); see [`Credentials::generate`].
+/// The root, replication and exporter passwords of a new credentials Secret. The caller brings
+/// the random generator (the core does no IO); see [`Credentials::generate`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
     pub root_password: String,
     pub replication_password: String,
+    pub exporter_password: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -64,14 +71,34 @@ impl std::fmt::Debug for Credentials {
 }
 
 impl Credentials {
-    /// Two independent 32-character alphanumeric passwords (about 190 bits each) from `rng`,
-    /// which must be a cryptographic generator (the shells pass the OS's). Alphanumeric: safe in
-    /// SQL, shell and YAML without quoting.
+    /// Three independent passwords from `rng`, which must be a cryptographic generator (the
+    /// shells pass the OS's); see [`generate_password`].
     pub fn generate(rng: &mut impl rand::Rng) -> Credentials {
-        use rand::distr::{Alphanumeric, Distribution};
-        let mut password = || Alphanumeric.sample_iter(&mut *rng).take(32).map(char::from).collect();
-        Credentials { root_password: password(), replication_password: password() }
+        Credentials {
+            root_password: generate_password(rng),
+            replication_password: generate_password(rng),
+            exporter_password: generate_password(rng),
+        }
     }
+}
+
+/// One 32-character alphanumeric password (about 190 bits) from `rng`. Alphanumeric: safe in
+/// SQL, shell, YAML and the exporter's configuration file without quoting.
+pub fn generate_password(rng: &mut impl rand::Rng) -> String {
+    use rand::distr::{Alphanumeric, Distribution};
+    Alphanumeric.sample_iter(rng).take(32).map(char::from).collect()
+}
+
+/// The keys a credentials Secret must hold, with a new password for each one it lacks: the
+/// exporter's, for a Secret made before that account existed. The existing keys are never
+/// part of the answer (README "Companion objects and the controller").
+pub fn missing_credentials(secret: &Secret, rng: &mut impl rand::Rng) -> BTreeMap<String, ByteString> {
+    let data = secret.data.as_ref();
+    [SECRET_KEY_EXPORTER_PASSWORD]
+        .into_iter()
+        .filter(|key| !data.is_some_and(|data| data.contains_key(*key)))
+        .map(|key| (key.to_owned(), ByteString(generate_password(rng).into_bytes())))
+        .collect()
 }
 
 fn metadata(plan: &Plan, name: &str) -> ObjectMeta {
@@ -90,7 +117,10 @@ pub fn config_map(plan: &Plan) -> ConfigMap {
     ConfigMap {
         metadata: metadata(plan, &plan.config_map),
         data: Some(
-            scripts::config(plan.flavor).into_iter().map(|(key, value)| (key.into(), value)).collect(),
+            scripts::config(plan.flavor, plan.require_tls)
+                .into_iter()
+                .map(|(key, value)| (key.into(), value))
+                .collect(),
         ),
         ..Default::default()
     }
@@ -128,6 +158,55 @@ pub fn pod_disruption_budget(plan: &Plan) -> PodDisruptionBudget {
     }
 }
 
+/// The NetworkPolicy `<name>`, defence in depth for the clone port (mutual TLS is what keeps
+/// outsiders out; this needs a CNI that enforces NetworkPolicy): TCP 3307 of the members admits
+/// only the members themselves (the StatefulSet's selector labels) and its backup Jobs' pods
+/// (label `backup-of`), which stream from it. Everything else stays open as without the policy:
+/// a policy that selects a pod denies what it doesn't allow, so every other TCP port (1-3306,
+/// 3308-65535, by `endPort`) and all of UDP and SCTP are allowed from anywhere.
+pub fn network_policy(plan: &Plan) -> NetworkPolicy {
+    let port = |protocol: &str, range: Option<(i32, i32)>| NetworkPolicyPort {
+        protocol: Some(protocol.into()),
+        port: range.map(|(from, _)| IntOrString::Int(from)),
+        end_port: range.map(|(_, to)| to),
+    };
+    let pods = |labels: BTreeMap<String, String>| NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector { match_labels: Some(labels), ..Default::default() }),
+        ..Default::default()
+    };
+    let backup_jobs = BTreeMap::from([(LABEL_BACKUP.to_owned(), plan.name.clone())]);
+    NetworkPolicy {
+        metadata: metadata(plan, &plan.name),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(plan.selector.clone()),
+                ..Default::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    from: Some(vec![pods(plan.selector.clone()), pods(backup_jobs)]),
+                    ports: Some(vec![NetworkPolicyPort {
+                        protocol: Some("TCP".into()),
+                        port: Some(IntOrString::Int(PORT_CLONE)),
+                        end_port: None,
+                    }]),
+                },
+                NetworkPolicyIngressRule {
+                    from: None,
+                    ports: Some(vec![
+                        port("TCP", Some((1, PORT_CLONE - 1))),
+                        port("TCP", Some((PORT_CLONE + 1, 65535))),
+                        port("UDP", None),
+                        port("SCTP", None),
+                    ]),
+                },
+            ]),
+            ..Default::default()
+        }),
+    }
+}
+
 /// The credentials Secret with the given passwords.
 pub fn credentials_secret(plan: &Plan, credentials: &Credentials) -> Secret {
     Secret {
@@ -138,6 +217,10 @@ pub fn credentials_secret(plan: &Plan, credentials: &Credentials) -> Secret {
             (
                 SECRET_KEY_REPLICATION_PASSWORD.into(),
                 ByteString(credentials.replication_password.clone().into_bytes()),
+            ),
+            (
+                SECRET_KEY_EXPORTER_PASSWORD.into(),
+                ByteString(credentials.exporter_password.clone().into_bytes()),
             ),
         ])),
         ..Default::default()
@@ -250,14 +333,10 @@ pub fn backup_cron_job(plan: &Plan) -> Option<CronJob> {
             "-c".into(),
             scripts::take_backup(plan.flavor, names, plan.replicas),
         ]),
-        env: Some(vec![crate::expand::secret_env(
-            scripts::ENV_ROOT_PASSWORD,
-            plan,
-            SECRET_KEY_ROOT_PASSWORD,
-        )]),
         volume_mounts: Some(vec![
             VolumeMount { name: VOLUME_SCRATCH.into(), mount_path: SCRATCH_DIR.into(), ..Default::default() },
             crate::expand::tls_mount(),
+            crate::expand::credentials_mount(),
         ]),
         security_context: plan.flavor.clone_run_as().map(|uid| SecurityContext {
             run_as_user: Some(uid),
@@ -282,6 +361,8 @@ pub fn backup_cron_job(plan: &Plan) -> Option<CronJob> {
         },
         // The member certificate: the clone port serves only its holders (never the CA key).
         crate::expand::tls_volume(plan),
+        // Root's password, as a file (scripts::root_password).
+        crate::expand::credentials_volume(plan),
     ];
     volumes.extend(target_volume(target, false));
     Some(CronJob {

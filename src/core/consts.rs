@@ -17,6 +17,10 @@ pub const ANNOTATION_METRICS: &str = "mysql-webhook.io/metrics";
 /// A cert-manager Issuer (`<name>`, `Issuer/<name>`) or ClusterIssuer (`ClusterIssuer/<name>`)
 /// whose Certificate provides the TLS identity instead of the controller.
 pub const ANNOTATION_TLS_ISSUER: &str = "mysql-webhook.io/tls-issuer";
+/// `"true"` turns on `require_secure_transport`: mysqld refuses every TCP client without TLS.
+pub const ANNOTATION_REQUIRE_TLS: &str = "mysql-webhook.io/require-tls";
+/// A duration (`30s`, `5m`): a replica is ready only while it is at most this far behind.
+pub const ANNOTATION_MAX_LAG: &str = "mysql-webhook.io/max-lag";
 
 /// Backups, restore and point-in-time recovery (README "Backups and restore").
 pub const ANNOTATION_BACKUP_SCHEDULE: &str = "mysql-webhook.io/backup-schedule";
@@ -34,7 +38,7 @@ pub const ANNOTATION_BINLOG_FLUSH_INTERVAL: &str = "mysql-webhook.io/binlog-flus
 pub const ANNOTATION_POLICY_EXCEPTIONS: &str = "mysql-webhook.io/policy-exceptions";
 
 /// Every annotation under [`PREFIX`] that users may set; anything else under the prefix is a typo.
-pub const KNOWN_ANNOTATIONS: [&str; 19] = [
+pub const KNOWN_ANNOTATIONS: [&str; 21] = [
     ANNOTATION_REPLICATED,
     ANNOTATION_STORAGE,
     ANNOTATION_STORAGE_CLASS,
@@ -44,6 +48,8 @@ pub const KNOWN_ANNOTATIONS: [&str; 19] = [
     ANNOTATION_READ_SERVICE,
     ANNOTATION_METRICS,
     ANNOTATION_TLS_ISSUER,
+    ANNOTATION_REQUIRE_TLS,
+    ANNOTATION_MAX_LAG,
     ANNOTATION_BACKUP_SCHEDULE,
     ANNOTATION_BACKUP_TARGET,
     ANNOTATION_BACKUP_SECRET,
@@ -106,6 +112,21 @@ pub const SECRET_KEY_ROOT_PASSWORD: &str = "root-password";
 pub const SECRET_KEY_REPLICATION_PASSWORD: &str = "replication-password";
 /// The MySQL account replicas connect as; never root.
 pub const REPLICATION_USER: &str = "replication";
+/// The password of [`EXPORTER_USER`]; added by the controller to credentials Secrets it made
+/// before the account existed.
+pub const SECRET_KEY_EXPORTER_PASSWORD: &str = "exporter-password";
+/// The account mysqld-exporter logs in as: monitoring privileges only, from inside the pod.
+pub const EXPORTER_USER: &str = "exporter";
+/// Its `MAX_USER_CONNECTIONS`: mysqld-exporter opens at most 3 (`--exporter.max-open-conns`).
+pub const EXPORTER_MAX_CONNECTIONS: u32 = 3;
+/// The credentials Secret, mounted read-only: the passwords are files, never environment
+/// variables of the containers.
+pub const VOLUME_CREDENTIALS: &str = "credentials";
+pub const CREDENTIALS_DIR: &str = "/etc/mysql-webhook/credentials";
+/// The exporter's client configuration (user, password, CA), written at its start into an
+/// in-memory emptyDir from the credentials files.
+pub const VOLUME_EXPORTER_CONFIG: &str = "exporter-config";
+pub const EXPORTER_CONFIG_DIR: &str = "/etc/mysql-webhook/exporter";
 
 /// Keys of the companion ConfigMap.
 pub const CONFIG_PRIMARY: &str = "primary.cnf";
@@ -143,6 +164,8 @@ pub const MYSQL_UID: i64 = 999;
 
 pub const DEFAULT_STORAGE: &str = "10Gi";
 pub const EXPORTER_IMAGE: &str = "prom/mysqld-exporter:v0.17.2";
+/// The exporter's program in [`EXPORTER_IMAGE`] (its ENTRYPOINT).
+pub const EXPORTER_BINARY: &str = "/bin/mysqld_exporter";
 
 /// Backups. The S3 client runs from a maintained image of its own: the database images carry
 /// none. Pinned, overridable with [`ANNOTATION_BACKUP_CLIENT_IMAGE`].

@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    ExecAction, KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm,
-    PodAntiAffinity, Probe, ResourceRequirements, SecretKeySelector, SecretVolumeSource, SecurityContext,
-    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    Affinity, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, ExecAction,
+    KeyToPath, PersistentVolumeClaim, PersistentVolumeClaimSpec, PodAffinityTerm, PodAntiAffinity, Probe,
+    ResourceRequirements, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
+    VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
@@ -26,7 +26,7 @@ use serde_json::Value;
 use crate::companions::{client_container, target_volume};
 use crate::consts::*;
 use crate::plan::Plan;
-use crate::scripts::{self, ENV_REPLICATION_PASSWORD, ENV_ROOT_PASSWORD, Names};
+use crate::scripts::{self, Names};
 
 /// Expands `sts` according to `plan`.
 pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
@@ -55,9 +55,9 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
     upsert_at(init_containers, clone_position, clone_container(plan, names));
 
     let sidecar_position = plan.mysql_container + 1;
-    upsert_at(&mut pod.containers, sidecar_position, sidecar_container(plan, names));
+    upsert_owned(&mut pod.containers, sidecar_position, sidecar_container(plan, names));
     if plan.metrics {
-        upsert_at(&mut pod.containers, sidecar_position + 1, exporter_container(plan));
+        upsert_owned(&mut pod.containers, sidecar_position + 1, exporter_container());
     } else {
         pod.containers.retain(|c| c.name != CONTAINER_EXPORTER);
     }
@@ -83,6 +83,15 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
     );
 
     upsert_by_name(volumes, tls_volume(plan), |v| &v.name);
+    upsert_by_name(volumes, credentials_volume(plan), |v| &v.name);
+    if plan.metrics {
+        let in_memory = EmptyDirVolumeSource { medium: Some("Memory".into()), ..Default::default() };
+        let config =
+            Volume { name: VOLUME_EXPORTER_CONFIG.into(), empty_dir: Some(in_memory), ..Default::default() };
+        upsert_by_name(volumes, config, |v| &v.name);
+    } else {
+        volumes.retain(|v| v.name != VOLUME_EXPORTER_CONFIG);
+    }
     match plan.backups.restore.as_ref().and_then(|r| target_volume(&r.source, true)) {
         Some(volume) => upsert_by_name(volumes, volume, |v| &v.name),
         None => volumes.retain(|v| v.name != VOLUME_BACKUP_TARGET),
@@ -99,6 +108,18 @@ fn upsert_at(items: &mut Vec<Container>, position: usize, item: Container) {
     match items.iter().position(|c| c.name == item.name) {
         Some(index) => converge(&mut items[index], item),
         None => items.insert(position.min(items.len()), item),
+    }
+}
+
+/// As [`upsert_at`], for a container the pattern owns whole: its command, args and env are
+/// exactly the planned ones, so what an earlier version set and this one doesn't (a password
+/// variable, the exporter's old flags) goes instead of being kept as an API server default would.
+fn upsert_owned(items: &mut Vec<Container>, position: usize, item: Container) {
+    let (name, command, args, env) =
+        (item.name.clone(), item.command.clone(), item.args.clone(), item.env.clone());
+    upsert_at(items, position, item);
+    if let Some(container) = items.iter_mut().find(|c| c.name == name) {
+        (container.command, container.args, container.env) = (command, args, env);
     }
 }
 
@@ -196,20 +217,21 @@ pub fn tls_mount() -> VolumeMount {
     VolumeMount { read_only: Some(true), ..mount(VOLUME_TLS, TLS_DIR) }
 }
 
-/// `name` from key `key` of the credentials Secret.
-pub(crate) fn secret_env(name: &str, plan: &Plan, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: plan.secret.clone(),
-                key: key.into(),
-                optional: None,
-            }),
-            ..Default::default()
-        }),
+/// The credentials Secret, every key (the exporter's may be missing from a Secret of yours: a
+/// missing file is reported by the scripts, where a projected missing key would keep the pod from
+/// starting). Mounted read-only at [`CREDENTIALS_DIR`] wherever a password is needed: passwords
+/// are files, never environment variables (README "Credentials").
+pub fn credentials_volume(plan: &Plan) -> Volume {
+    Volume {
+        name: VOLUME_CREDENTIALS.into(),
+        secret: Some(SecretVolumeSource { secret_name: Some(plan.secret.clone()), ..Default::default() }),
         ..Default::default()
     }
+}
+
+/// Where [`credentials_volume`] is mounted, read-only.
+pub fn credentials_mount() -> VolumeMount {
+    VolumeMount { read_only: Some(true), ..mount(VOLUME_CREDENTIALS, CREDENTIALS_DIR) }
 }
 
 fn bash(script: String) -> Option<Vec<String>> {
@@ -284,35 +306,41 @@ fn sidecar_container(plan: &Plan, names: Names<'_>) -> Container {
         name: plan.flavor.sidecar_name().into(),
         image: Some(plan.backup_image.clone()),
         command: bash(scripts::sidecar(plan.flavor, names)),
-        env: Some(vec![
-            secret_env(ENV_ROOT_PASSWORD, plan, SECRET_KEY_ROOT_PASSWORD),
-            secret_env(ENV_REPLICATION_PASSWORD, plan, SECRET_KEY_REPLICATION_PASSWORD),
-        ]),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME_CLONE.into()),
             container_port: PORT_CLONE,
             ..Default::default()
         }]),
         readiness_probe: Some(Probe {
-            exec: Some(ExecAction {
-                command: Some(vec!["sh".into(), "-c".into(), scripts::clone_port_listening()]),
-            }),
+            exec: Some(ExecAction { command: bash(scripts::clone_port_listening()) }),
             period_seconds: Some(2),
             ..Default::default()
         }),
         resources: Some(requests("100m", "100Mi")),
-        volume_mounts: Some(vec![data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount()]),
+        volume_mounts: Some(vec![
+            data_mount(),
+            mount(VOLUME_CONF, CONF_DIR),
+            tls_mount(),
+            credentials_mount(),
+        ]),
         security_context: run_as(plan.flavor.sidecar_run_as()),
         ..Default::default()
     }
 }
 
-fn exporter_container(plan: &Plan) -> Container {
+/// mysqld-exporter as the `exporter` account, its password from the Secret's file through a
+/// configuration file it writes at start (`scripts::exporter`).
+fn exporter_container() -> Container {
+    let args = [format!("--mysqld.address=127.0.0.1:{PORT_MYSQL}"), "--tls.insecure-skip-verify".into()];
     Container {
         name: CONTAINER_EXPORTER.into(),
         image: Some(EXPORTER_IMAGE.into()),
-        args: Some(vec![format!("--mysqld.address=127.0.0.1:{PORT_MYSQL}"), "--mysqld.username=root".into()]),
-        env: Some(vec![secret_env("MYSQLD_EXPORTER_PASSWORD", plan, SECRET_KEY_ROOT_PASSWORD)]),
+        command: Some(vec!["sh".into(), "-c".into(), scripts::exporter(EXPORTER_BINARY, &args)]),
+        volume_mounts: Some(vec![
+            credentials_mount(),
+            mount(VOLUME_EXPORTER_CONFIG, EXPORTER_CONFIG_DIR),
+            tls_mount(),
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME_METRICS.into()),
             container_port: PORT_METRICS,
@@ -324,11 +352,19 @@ fn exporter_container(plan: &Plan) -> Container {
 }
 
 /// Completes the user's mysql container. Their fields win; the pattern adds what is missing and
-/// owns only the root password variable (it must match the Secret the sidecar and probes use).
+/// owns only the root password: the image reads it from the Secret's file (`*_ROOT_PASSWORD_FILE`,
+/// which must match the Secret the sidecar and probes use), and a `*_ROOT_PASSWORD` variable,
+/// which an earlier version set from the Secret and the image refuses beside the file, goes.
 fn complete_mysql_container(container: &mut Container, plan: &Plan) {
     let flavor = plan.flavor;
     let env = container.env.get_or_insert_with(Vec::new);
-    upsert_by_name(env, secret_env(flavor.root_password_env(), plan, SECRET_KEY_ROOT_PASSWORD), |e| &e.name);
+    env.retain(|e| !ROOT_PASSWORD_ENVS.contains(&e.name.as_str()));
+    let file = EnvVar {
+        name: flavor.root_password_file_env().into(),
+        value: Some(scripts::credential_file(SECRET_KEY_ROOT_PASSWORD)),
+        ..Default::default()
+    };
+    upsert_by_name(env, file, |e| &e.name);
 
     let ports = container.ports.get_or_insert_with(Vec::new);
     if !ports.iter().any(|p| p.container_port == PORT_MYSQL) {
@@ -340,22 +376,24 @@ fn complete_mysql_container(container: &mut Container, plan: &Plan) {
     }
 
     let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
-    for wanted in [data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount()] {
+    for wanted in [data_mount(), mount(VOLUME_CONF, CONF_DIR), tls_mount(), credentials_mount()] {
         if !mounts.iter().any(|m| m.mount_path == wanted.mount_path) {
             mounts.push(wanted);
         }
     }
 
     // A startup probe covers first initialisation and crash recovery, so liveness can stay strict.
-    let alive = scripts::mysql_probe(flavor, scripts::Probe::Alive);
-    container
-        .startup_probe
-        .get_or_insert_with(|| Probe { failure_threshold: Some(60), ..exec_probe(alive.clone(), 5, 5) });
-    container.liveness_probe.get_or_insert_with(|| exec_probe(alive, 10, 5));
-    container.readiness_probe.get_or_insert_with(|| Probe {
-        initial_delay_seconds: Some(5),
-        ..exec_probe(scripts::mysql_probe(flavor, scripts::Probe::Ready), 2, 2)
-    });
+    let alive = scripts::mysql_alive(flavor);
+    let ready = scripts::mysql_ready(flavor, plan.first_ordinal, plan.max_lag);
+    set_probe(
+        &mut container.startup_probe,
+        Probe { failure_threshold: Some(60), ..exec_probe(alive.clone(), 5, 5) },
+    );
+    set_probe(&mut container.liveness_probe, exec_probe(alive, 10, 5));
+    set_probe(
+        &mut container.readiness_probe,
+        Probe { initial_delay_seconds: Some(5), ..exec_probe(ready, 2, 2) },
+    );
 
     // Default requests only for resources the user left open: a request above a user's limit
     // would be invalid.
@@ -365,6 +403,25 @@ fn complete_mysql_container(container: &mut Container, plan: &Plan) {
     for (resource, amount) in [("cpu", "500m"), ("memory", "1Gi")] {
         if !requests.contains_key(resource) && !limits.contains_key(resource) {
             requests.insert(resource.into(), Quantity(amount.into()));
+        }
+    }
+}
+
+/// The root password variables an earlier version set on the mysql container from the Secret.
+const ROOT_PASSWORD_ENVS: [&str; 2] = ["MYSQL_ROOT_PASSWORD", "MARIADB_ROOT_PASSWORD"];
+
+/// Sets `probe` to `desired` unless it is the user's: a probe of the expansion, this version's
+/// or an earlier one's (a `bash -c` script that starts by setting `MYSQL_PWD`), is brought to
+/// `desired`, so that an upgrade doesn't keep a probe reading a variable that is gone.
+fn set_probe(probe: &mut Option<Probe>, desired: Probe) {
+    let ours = probe.as_ref().is_none_or(|existing| {
+        let command = existing.exec.as_ref().and_then(|e| e.command.as_deref()).unwrap_or_default();
+        matches!(command, [shell, flag, script] if shell == "bash" && flag == "-c" && script.starts_with("MYSQL_PWD="))
+    });
+    if ours {
+        match probe {
+            Some(existing) => converge(existing, desired),
+            None => *probe = Some(desired),
         }
     }
 }

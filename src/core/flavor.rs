@@ -7,6 +7,15 @@ use std::fmt;
 
 use crate::image::ImageRef;
 
+/// How a replica reports its replication threads and lag (docs/mysql-sql.md, "Replica status").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplicaStatus {
+    pub statement: &'static str,
+    pub io_running: &'static str,
+    pub sql_running: &'static str,
+    pub seconds_behind: &'static str,
+}
+
 /// A supported server line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Flavor {
@@ -127,9 +136,45 @@ impl Flavor {
         }
     }
 
+    /// `SHOW REPLICA STATUS` and its `Replica_*`/`Source` columns on MySQL 8 (8.0.22+, the only
+    /// form in 8.4); `SHOW SLAVE STATUS` and `Slave_*`/`Master` on 5.7 and MariaDB.
+    pub fn replica_status(self) -> ReplicaStatus {
+        match self.dialect() {
+            Dialect::SourceReplica => ReplicaStatus {
+                statement: "SHOW REPLICA STATUS",
+                io_running: "Replica_IO_Running",
+                sql_running: "Replica_SQL_Running",
+                seconds_behind: "Seconds_Behind_Source",
+            },
+            Dialect::MasterSlave | Dialect::Mariadb => ReplicaStatus {
+                statement: "SHOW SLAVE STATUS",
+                io_running: "Slave_IO_Running",
+                sql_running: "Slave_SQL_Running",
+                seconds_behind: "Seconds_Behind_Master",
+            },
+        }
+    }
+
+    /// The global privileges of the exporter account: what mysqld-exporter documents
+    /// (`PROCESS, REPLICATION CLIENT`), and on MariaDB `REPLICA MONITOR` too, which `SHOW SLAVE
+    /// STATUS` needs there since 10.5.9 (docs/mysql-sql.md).
+    pub fn monitor_privileges(self) -> &'static str {
+        if self.is_mariadb() {
+            "PROCESS, REPLICATION CLIENT, REPLICA MONITOR"
+        } else {
+            "PROCESS, REPLICATION CLIENT"
+        }
+    }
+
     /// The environment variable the server image reads the root password from.
     pub fn root_password_env(self) -> &'static str {
         if self.is_mariadb() { "MARIADB_ROOT_PASSWORD" } else { "MYSQL_ROOT_PASSWORD" }
+    }
+
+    /// The variable naming a file the server image reads the root password from instead (both
+    /// images' entrypoints: `file_env`); the expansion sets this one, never the password itself.
+    pub fn root_password_file_env(self) -> &'static str {
+        if self.is_mariadb() { "MARIADB_ROOT_PASSWORD_FILE" } else { "MYSQL_ROOT_PASSWORD_FILE" }
     }
 
     /// Variables that would leave root without a password (or one nobody knows): refused.

@@ -125,6 +125,7 @@ fn expand_object(
         to_value(&companions.headless_service),
         to_value(&companions.read_service),
         to_value(&companions.pod_disruption_budget),
+        to_value(&companions.network_policy),
     ];
     generated.extend(companions.certificate);
     generated.extend(companions.backup_cron_job.as_ref().map(to_value));

@@ -133,6 +133,10 @@ pub enum PlanError {
     )]
     RestoreOnUpdate,
     #[error(
+        "annotation {ANNOTATION_MAX_LAG}: {value:?} is not accepted; use a duration from 1s to 24h such as 30s, 5m or 1h30m"
+    )]
+    BadMaxLag { value: String },
+    #[error(
         "annotation {key}: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: {ANNOTATION_RESTORE_FROM} restores a backup as it was taken"
     )]
     PointInTimeNotAvailable { key: &'static str },
@@ -168,6 +172,10 @@ pub struct Plan {
     pub storage: String,
     pub storage_class: Option<String>,
     pub metrics: bool,
+    /// `require-tls`: mysqld runs with `require_secure_transport`.
+    pub require_tls: bool,
+    /// `max-lag`, in seconds: a replica further behind is not ready.
+    pub max_lag: Option<u64>,
     /// `spec.selector.matchLabels`: what Services and the PDB select.
     pub selector: BTreeMap<String, String>,
     /// `spec.ordinals.start`.
@@ -361,6 +369,17 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         Some(value) => parse_bool(ANNOTATION_METRICS, value)?,
         None => false,
     };
+    let require_tls = match annotation(sts, ANNOTATION_REQUIRE_TLS) {
+        Some(value) => parse_bool(ANNOTATION_REQUIRE_TLS, value)?,
+        None => false,
+    };
+    let max_lag = annotation(sts, ANNOTATION_MAX_LAG)
+        .map(|value| {
+            parse_duration(value)
+                .filter(|seconds| (1..=86_400).contains(seconds))
+                .ok_or_else(|| PlanError::BadMaxLag { value: value.into() })
+        })
+        .transpose()?;
 
     let pod = spec.and_then(|s| s.template.spec.as_ref());
     let containers = pod.map(|p| p.containers.as_slice()).unwrap_or_default();
@@ -424,6 +443,8 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         storage,
         storage_class,
         metrics,
+        require_tls,
+        max_lag,
         selector,
         first_ordinal,
         replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
@@ -574,6 +595,11 @@ fn parse_rfc3339(value: &str) -> Result<String, PlanError> {
 
 /// `30s`, `5m`, `1h`, `1h30m`: seconds, from 10 s to 24 h.
 fn parse_interval(value: &str) -> Option<u64> {
+    parse_duration(value).filter(|seconds| (10..=86_400).contains(seconds))
+}
+
+/// `30s`, `5m`, `1h`, `1h30m`: seconds (numbers each followed by a unit).
+fn parse_duration(value: &str) -> Option<u64> {
     let mut total = 0u64;
     let mut number = String::new();
     for c in value.chars() {
@@ -590,7 +616,7 @@ fn parse_interval(value: &str) -> Option<u64> {
         total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
         number.clear();
     }
-    (number.is_empty() && (10..=86_400).contains(&total)).then_some(total)
+    (number.is_empty() && !value.is_empty()).then_some(total)
 }
 
 /// A schedule Kubernetes' CronJob accepts: five fields of numbers, names (months and weekdays),

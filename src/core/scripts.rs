@@ -13,7 +13,13 @@
 //! - the coordinates are consumed before mysqld starts, so the image entrypoint's `chown` of the
 //!   datadir can't race the sidecar deleting files;
 //! - replication uses a dedicated account whose password comes from the Secret, never root with an
-//!   empty password; passwords travel by environment and stdin, never on a command line;
+//!   empty password; passwords are read from the mounted Secret's files (see [`root_password`])
+//!   and travel to the clients by `MYSQL_PWD` and stdin, never on a command line or in a
+//!   container's environment;
+//! - the sidecar's wait for mysqld says why it is still waiting (see [`wait_for_mysqld`]), and
+//!   readiness means something: a replica is ready only while it replicates (see [`mysql_ready`]);
+//! - probes and scripts call only what the images ship (README "What each image must carry"):
+//!   bash builtins where the tutorial called `grep`, `seq` or `hostname`;
 //! - on MariaDB, root from outside the pod is bound by `read_only` like every other account (the
 //!   tutorial's replicas accepted root's writes there, and diverged);
 //! - clones travel over mutual TLS (see [`tls_listen`]): only a member, holding a certificate
@@ -25,16 +31,73 @@
 //! single quotes) followed by a literal body, so the bodies need no escaping.
 
 use crate::consts::{
-    BACKUP_TARGET_DIR, CONFIG_PRIMARY, CONFIG_REPLICA, CONTAINER_FETCH_BACKUP, DATA_DIR, INIT_CONF_DIR,
-    INIT_CONFIG_MAP_DIR, MYSQL_UID, PORT_CLONE, REPLICATION_USER, SCRATCH_DIR, SERVER_ID_OFFSET, TLS_CA_FILE,
-    TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
+    BACKUP_TARGET_DIR, CONFIG_PRIMARY, CONFIG_REPLICA, CONTAINER_FETCH_BACKUP, CREDENTIALS_DIR, DATA_DIR,
+    EXPORTER_CONFIG_DIR, EXPORTER_MAX_CONNECTIONS, EXPORTER_USER, INIT_CONF_DIR, INIT_CONFIG_MAP_DIR,
+    MYSQL_UID, PORT_CLONE, PORT_MYSQL, REPLICATION_USER, SCRATCH_DIR, SECRET_KEY_EXPORTER_PASSWORD,
+    SECRET_KEY_REPLICATION_PASSWORD, SECRET_KEY_ROOT_PASSWORD, SERVER_ID_OFFSET, TLS_CA_FILE, TLS_CERT_FILE,
+    TLS_DIR, TLS_KEY_FILE,
 };
 use crate::flavor::{Dialect, Flavor};
 use crate::plan::{Restore, Target};
 
-/// Environment variables the sidecar reads (set from the credentials Secret).
-pub const ENV_ROOT_PASSWORD: &str = "MYSQL_PWD";
-pub const ENV_REPLICATION_PASSWORD: &str = "REPLICATION_PASSWORD";
+/// The file of key `key` of the credentials Secret, where every container that needs it mounts
+/// the Secret (`expand::credentials_volume`).
+pub fn credential_file(key: &str) -> String {
+    format!("{CREDENTIALS_DIR}/{key}")
+}
+
+/// Bash: root's password from the credentials Secret's file, exported as `MYSQL_PWD`, which the
+/// SQL clients and the backup tools read. `$(< file)` is a bash builtin read (no `cat`). Every
+/// script and probe that logs in as root starts with this; calling it again picks up a
+/// corrected Secret, which the kubelet updates in the mounted files.
+pub fn root_password() -> String {
+    format!("MYSQL_PWD=$(< {})\nexport MYSQL_PWD\n", credential_file(SECRET_KEY_ROOT_PASSWORD))
+}
+
+/// Bash: `variable` set to the password in key `key` of the credentials Secret, escaped for the
+/// inside of an SQL string literal (`'…'`): backslashes and quotes.
+pub fn sql_password(variable: &str, key: &str) -> String {
+    format!(
+        r#"{variable}=$(< {file})
+{variable}=${{{variable}//\\/\\\\}}
+{variable}=${{{variable}//\'/\\\'}}
+"#,
+        file = credential_file(key)
+    )
+}
+
+/// Bash: waits until mysqld accepts root's connections on 127.0.0.1, saying why it is still
+/// waiting whenever the reason changes: the client missing from the image (fatal: waiting can't
+/// help), access denied (the Secret's root password is not the server's; the file is read again
+/// on each attempt), the server not up yet, or the client's own message.
+pub fn wait_for_mysqld(flavor: Flavor) -> String {
+    let client = flavor.client();
+    format!(
+        r#"echo "waiting for mysqld to accept connections"
+if ! command -v {client} > /dev/null; then
+  echo "this image has no {client} client: the SQL client is required (README, What each image must carry)" >&2
+  exit 1
+fi
+reason=''
+until error=$({client} -h 127.0.0.1 -u root -e 'SELECT 1' 2>&1 > /dev/null); do
+  case $error in
+    *"Access denied"*) now="access denied for root: the password in {root_file} is not the server's" ;;
+    *"Can't connect"* | *"Lost connection"* | *"Connection refused"*) now="mysqld is not accepting connections on 127.0.0.1:{PORT_MYSQL} yet" ;;
+    *) now="the client failed: ${{error%%$'\n'*}}" ;;
+  esac
+  if [[ $now != "$reason" ]]; then
+    echo "still waiting: $now"
+    reason=$now
+  fi
+  sleep 1
+  {root_password}
+done
+echo "mysqld accepts connections"
+"#,
+        root_file = credential_file(SECRET_KEY_ROOT_PASSWORD),
+        root_password = root_password().trim_end().replace('\n', "\n  "),
+    )
+}
 
 /// File the clone leaves for the sidecar: the first half of the statement that points this
 /// member at the primary (the tutorial's name).
@@ -190,7 +253,7 @@ fi
 peer="$statefulset-$((ordinal - 1)).$service"
 # Staged, so that a failed clone never leaves a mysql/ directory that would pass for real data.
 staging="$datadir/.clone"
-for attempt in $(seq 1 30); do
+for ((attempt = 1; attempt <= 30; attempt++)); do
   find "$datadir" -mindepth 1 -delete
   mkdir -p "$staging"
   echo "cloning from $peer:$port (attempt $attempt)"
@@ -336,8 +399,9 @@ fi
     )
 }
 
-/// The backup sidecar: wait for mysqld, create the replication account on the primary, start
-/// replication once from the pending statement on a fresh clone, then serve clones on 3307.
+/// The backup sidecar: wait for mysqld, keep the replication and exporter accounts in line with
+/// the Secret on the primary, start replication once from the pending statement on a fresh
+/// clone, then serve clones on 3307.
 pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
     let client = flavor.client();
     let user = REPLICATION_USER;
@@ -375,6 +439,7 @@ pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
         }
     };
     let local_root = if flavor.is_mariadb() { mariadb_local_root() } else { String::new() };
+    let exporter = exporter_account(flavor);
     let serve =
         format!("mkdir -p /tmp/backup\n{}", serve_reloading_tls("$port", &backup, &reload_server_tls));
     format!(
@@ -386,15 +451,8 @@ port={PORT_CLONE}
 # As PID 1, bash ignores SIGTERM unless trapped: without this, every pod deletion waits out the grace period.
 trap 'exit 0' TERM INT
 {ORDINAL}primary="$statefulset-$first.$service"
-# SQL string literal: escape backslashes and quotes of the Secret's value.
-password=${{{ENV_REPLICATION_PASSWORD}//\\/\\\\}}
-password=${{password//\'/\\\'}}
-cd {DATA_DIR}
-echo "waiting for mysqld to accept connections"
-until {client} -h 127.0.0.1 -u root -e 'SELECT 1' >/dev/null 2>&1; do
-  sleep 1
-done
-if (( ordinal == first )); then
+{root_password}{replication_password}cd {DATA_DIR}
+{wait}if (( ordinal == first )); then
   # Re-applied on every start, so the account always matches the Secret; kept out of the binlog.
   {client} -h 127.0.0.1 -u root <<SQL
 SET SESSION sql_log_bin = 0;
@@ -402,7 +460,7 @@ CREATE USER IF NOT EXISTS '{user}'@'%' IDENTIFIED BY '$password' REQUIRE SSL;
 ALTER USER '{user}'@'%' IDENTIFIED BY '$password' REQUIRE SSL;
 GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO '{user}'@'%';
 SQL
-{local_root}fi
+{local_root}{exporter}fi
 if [[ -f {PENDING_SQL} ]]; then
   echo "starting replication from $primary at the clone's position"
   {client} -h 127.0.0.1 -u root <<SQL
@@ -417,7 +475,54 @@ echo "serving clones on port $port"
         sts = names.statefulset,
         svc = names.service,
         first = names.first_ordinal,
+        root_password = root_password(),
+        replication_password = sql_password("password", SECRET_KEY_REPLICATION_PASSWORD),
+        wait = wait_for_mysqld(flavor),
     )
+}
+
+/// On the primary: the account mysqld-exporter logs in as, `exporter`@`127.0.0.1` (the exporter
+/// runs in the pod), with the monitoring privileges mysqld-exporter documents, `SELECT` on
+/// `performance_schema` only (no user table), and `MAX_USER_CONNECTIONS`. Unlike the other
+/// accounts it is written to the binlog, so the replicas of a cluster made by an earlier version
+/// get it too; the binlog holds its password hash only: MySQL rewrites the statement itself,
+/// MariaDB would log it as written, so there the hash is computed first and given instead
+/// (docs/mysql-sql.md). A Secret without the key (yours, made before the account existed) is
+/// said in the log and skipped: the exporter can't log in until the key is added.
+fn exporter_account(flavor: Flavor) -> String {
+    let client = flavor.client();
+    let account = format!("'{EXPORTER_USER}'@'127.0.0.1'");
+    let file = credential_file(SECRET_KEY_EXPORTER_PASSWORD);
+    let (hash, identified) = if flavor.is_mariadb() {
+        (
+            format!(
+                "    exporter_hash=$({client} -h 127.0.0.1 -u root -N <<SQL\nSELECT PASSWORD('$exporter_password');\nSQL\n)\n"
+            ),
+            "IDENTIFIED BY PASSWORD '$exporter_hash'",
+        )
+    } else {
+        (String::new(), "IDENTIFIED BY '$exporter_password'")
+    };
+    format!(
+        r#"  if [[ -f {file} ]]; then
+{password}{hash}    {client} -h 127.0.0.1 -u root <<SQL
+CREATE USER IF NOT EXISTS {account} {identified} WITH MAX_USER_CONNECTIONS {EXPORTER_MAX_CONNECTIONS};
+ALTER USER {account} {identified} WITH MAX_USER_CONNECTIONS {EXPORTER_MAX_CONNECTIONS};
+GRANT {privileges} ON *.* TO {account};
+GRANT SELECT ON performance_schema.* TO {account};
+SQL
+  else
+    echo "the credentials Secret has no key {SECRET_KEY_EXPORTER_PASSWORD}: account {EXPORTER_USER} not created (add the key and restart this pod)" >&2
+  fi
+"#,
+        password = indent(&sql_password("exporter_password", SECRET_KEY_EXPORTER_PASSWORD), "    "),
+        privileges = flavor.monitor_privileges(),
+    )
+}
+
+/// `text` with every line indented by `prefix`.
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|line| format!("{prefix}{line}\n")).collect()
 }
 
 /// MariaDB's `read_only` doesn't stop accounts holding `READ ONLY ADMIN`, and root@'%' (the
@@ -430,9 +535,7 @@ echo "serving clones on port $port"
 /// accounts with their clone. Skipped when the image made no root@'%' (`MARIADB_ROOT_HOST`).
 fn mariadb_local_root() -> String {
     format!(
-        r#"  root_password=${{{ENV_ROOT_PASSWORD}//\\/\\\\}}
-  root_password=${{root_password//\'/\\\'}}
-  mariadb -h 127.0.0.1 -u root <<SQL
+        r#"{root_password}  mariadb -h 127.0.0.1 -u root <<SQL
 SET SESSION sql_log_bin = 0;
 CREATE USER IF NOT EXISTS 'root'@'127.0.0.1' IDENTIFIED BY '$root_password';
 ALTER USER 'root'@'127.0.0.1' IDENTIFIED BY '$root_password';
@@ -442,47 +545,131 @@ SQL
   if [[ $remote_root == 1 ]]; then
     mariadb -h 127.0.0.1 -u root -e "SET SESSION sql_log_bin = 0; REVOKE READ_ONLY ADMIN ON *.* FROM 'root'@'%'"
   fi
-"#
+"#,
+        root_password = indent(&sql_password("root_password", SECRET_KEY_ROOT_PASSWORD), "  "),
     )
 }
 
 /// Readiness of the sidecar: something listens on the clone port. A TCP probe would start a
 /// backup on every probe, so the probe reads the socket table instead (`0CEB` is 3307, `0A`
-/// is LISTEN).
+/// is LISTEN), with bash builtins only: the images are not shown to ship `grep`.
 pub fn clone_port_listening() -> String {
     format!(
-        "grep -qsE '^ *[0-9]+: [0-9A-F]+:{:04X} [0-9A-F]+:[0-9A-F]+ 0A' /proc/net/tcp /proc/net/tcp6",
+        r#"for table in /proc/net/tcp /proc/net/tcp6; do
+  [[ -r $table ]] || continue
+  while read -r _ local _ state _; do
+    if [[ $local == *:{:04X} && $state == 0A ]]; then
+      exit 0
+    fi
+  done < "$table"
+done
+echo "nothing listens on port {PORT_CLONE} yet"
+exit 1
+"#,
         PORT_CLONE
     )
 }
 
-/// A probe command run in the mysql container with the root password from its environment.
-pub fn mysql_probe(flavor: Flavor, check: Probe) -> String {
-    let pwd = flavor.root_password_env();
-    match check {
-        Probe::Alive => format!("MYSQL_PWD=\"${pwd}\" {} ping -h 127.0.0.1 -u root", flavor.admin_client()),
-        Probe::Ready => {
-            format!("MYSQL_PWD=\"${pwd}\" {} -h 127.0.0.1 -u root -e 'SELECT 1'", flavor.client())
-        }
-    }
+/// Liveness and startup of the mysql container: the server answers a ping (root, password
+/// from the Secret's file).
+pub fn mysql_alive(flavor: Flavor) -> String {
+    format!("{}exec {} ping -h 127.0.0.1 -u root\n", root_password(), flavor.admin_client())
 }
 
-/// What a mysql probe checks.
-#[derive(Debug, Clone, Copy)]
-pub enum Probe {
-    /// The server answers (liveness and startup).
-    Alive,
-    /// The server runs queries over TCP: the image's temporary init server listens only on a
-    /// socket, so this stays false until the real server is up.
-    Ready,
+/// Readiness of the mysql container, which is what the Services and the next member's clone go
+/// by. The primary (the first ordinal) is ready while it accepts writes (`read_only` off); a
+/// replica while both replication threads run and, with `max_lag` (seconds), while it is at most
+/// that far behind. Over TCP: the image's temporary init server listens on a socket only, so
+/// this stays false until the real server is up. A failure prints why (the kubelet puts the
+/// output in the pod's events). See docs/mysql-sql.md, "Replica status".
+pub fn mysql_ready(flavor: Flavor, first_ordinal: i32, max_lag: Option<u64>) -> String {
+    let client = flavor.client();
+    let status = flavor.replica_status();
+    let lag = match max_lag {
+        Some(max) => format!(
+            r#"if [[ ! $status =~ {behind}:\ ([0-9]+) ]]; then
+  echo "replica: {behind} is unknown"
+  exit 1
+fi
+if (( BASH_REMATCH[1] > {max} )); then
+  echo "replica: ${{BASH_REMATCH[1]}} s behind the primary, more than the {max} s allowed"
+  exit 1
+fi
+"#,
+            behind = status.seconds_behind
+        ),
+        None => String::new(),
+    };
+    format!(
+        r#"{root_password}first={first_ordinal}
+{ORDINAL}if (( ordinal == first )); then
+  read_only=$({client} -h 127.0.0.1 -u root -N -e 'SELECT @@global.read_only') || exit 1
+  if [[ $read_only != 0 ]]; then
+    echo "primary: read_only is on, it accepts no writes"
+    exit 1
+  fi
+  exit 0
+fi
+status=$({client} -h 127.0.0.1 -u root -e '{statement}\G') || exit 1
+if [[ ! $status =~ {io}:\ Yes ]]; then
+  echo "replica: the replication IO thread is not running"
+  exit 1
+fi
+if [[ ! $status =~ {sql}:\ Yes ]]; then
+  echo "replica: the replication SQL thread is not running"
+  exit 1
+fi
+{lag}"#,
+        root_password = root_password(),
+        statement = status.statement,
+        io = status.io_running,
+        sql = status.sql_running,
+    )
 }
 
-/// The primary's and replicas' server configuration (the companion ConfigMap).
-pub fn config(flavor: Flavor) -> [(&'static str, String); 2] {
+/// The exporter container's command (POSIX sh: its image is busybox-based): writes the client
+/// configuration mysqld-exporter reads (`--config.my-cnf`) from the credentials Secret's file into
+/// an in-memory emptyDir, readable by the exporter's user only, then runs the exporter. It has
+/// no password-file option, and its configuration file expands `$VARIABLES` and cuts `#`/`;`
+/// comments, so a password with other than letters, digits and `-_.+=/@%,:` is refused with a
+/// message. TLS to 127.0.0.1 (with `require-tls` the server requires it); the CA is given but the
+/// name not checked: the certificate names the members, not 127.0.0.1, and the traffic never
+/// leaves the pod.
+pub fn exporter(binary: &str, args: &[String]) -> String {
+    let file = credential_file(SECRET_KEY_EXPORTER_PASSWORD);
+    format!(
+        r#"set -eu
+umask 077
+if [ ! -f {file} ]; then
+  echo "the credentials Secret has no key {SECRET_KEY_EXPORTER_PASSWORD}: the exporter can't log in (README, Companion objects)" >&2
+  exit 1
+fi
+password=''
+# A file without a final newline makes read fail after reading it: the check below decides.
+IFS= read -r password < {file} || true
+case $password in
+  '' | *[!A-Za-z0-9_.+=/@%,:-]*)
+    echo "{SECRET_KEY_EXPORTER_PASSWORD} in the credentials Secret is empty or has characters the exporter's configuration can't carry; use letters, digits and -_.+=/@%,:" >&2
+    exit 1
+    ;;
+esac
+printf '[client]\nuser={EXPORTER_USER}\npassword=%s\nssl-ca={TLS_DIR}/{TLS_CA_FILE}\n' "$password" > {EXPORTER_CONFIG_DIR}/my.cnf
+exec {binary} --config.my-cnf={EXPORTER_CONFIG_DIR}/my.cnf {args}
+"#,
+        args = args.join(" "),
+    )
+}
+
+/// The primary's and replicas' server configuration (the companion ConfigMap). With
+/// `require_tls`, mysqld refuses TCP clients without TLS (`require_secure_transport`; local
+/// socket connections stay allowed).
+pub fn config(flavor: Flavor, require_tls: bool) -> [(&'static str, String); 2] {
+    let server_tls =
+        if require_tls { format!("{}require-secure-transport=ON\n", server_tls()) } else { server_tls() };
     [
         (
             CONFIG_PRIMARY,
-            format!("# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n{}", server_tls()),
+            format!("# Applied on the first member only (the primary).\n[mysqld]\nlog-bin\n{server_tls}"),
         ),
         (
             CONFIG_REPLICA,
@@ -490,7 +677,7 @@ pub fn config(flavor: Flavor) -> [(&'static str, String); 2] {
                 "# Applied on the other members (replicas).\n[mysqld]\n{}\n{}{}",
                 flavor.read_only_option(),
                 flavor.replica_crash_safety().iter().map(|line| format!("{line}\n")).collect::<String>(),
-                server_tls()
+                server_tls
             ),
         ),
     ]
@@ -513,15 +700,11 @@ pub fn remote(target: &Target) -> String {
 /// published here: `publish-backup` does that once this succeeded.
 pub fn take_backup(flavor: Flavor, names: Names<'_>, replicas: i32) -> String {
     let client = flavor.client();
-    let (status, io, sql) = match flavor.dialect() {
-        Dialect::SourceReplica => ("SHOW REPLICA STATUS", "Replica_IO_Running", "Replica_SQL_Running"),
-        Dialect::MasterSlave | Dialect::Mariadb => {
-            ("SHOW SLAVE STATUS", "Slave_IO_Running", "Slave_SQL_Running")
-        }
-    };
+    let status = flavor.replica_status();
+    let (status, io, sql) = (status.statement, status.io_running, status.sql_running);
     format!(
         r#"set -euo pipefail
-statefulset='{sts}'
+{root_password}statefulset='{sts}'
 service='{svc}'
 first={first}
 replicas={replicas}
@@ -609,6 +792,7 @@ echo "backup $id taken from $peer and checked"
         receive = clone_stream(),
         stream = flavor.stream_tool(),
         tool = flavor.backup_tool(),
+        root_password = root_password(),
     )
 }
 
@@ -733,7 +917,7 @@ mod tests {
         for flavor in Flavor::ALL {
             let script = clone(flavor, NAMES);
             assert!(script.starts_with("set -euo pipefail"), "{flavor}");
-            assert!(script.contains("for attempt in"), "{flavor}");
+            assert!(script.contains("for ((attempt = 1; attempt <= 30; attempt++)); do"), "{flavor}");
             assert!(script.contains("peer=\"$statefulset-$((ordinal - 1)).$service\""), "{flavor}");
         }
     }
@@ -776,7 +960,7 @@ mod tests {
                 assert!(script.contains(&format!("{prefix}{option}")), "{flavor}: {prefix}{option}");
             }
             assert_eq!(script.matches("IDENTIFIED BY '$password' REQUIRE SSL;").count(), 2, "{flavor}");
-            for (_, cnf) in config(flavor) {
+            for (_, cnf) in config(flavor, false) {
                 assert!(cnf.contains("\nssl-cert=/etc/mysql-webhook/tls/tls.crt\n"), "{flavor}");
             }
         }
@@ -808,9 +992,9 @@ mod tests {
 
     #[test]
     fn mariadb_replicas_use_read_only_not_super_read_only() {
-        assert!(config(Flavor::Mariadb)[1].1.contains("\nread-only\n"));
-        assert!(!config(Flavor::Mariadb)[1].1.contains("super"));
-        assert!(config(Flavor::Mysql84)[1].1.contains("\nsuper-read-only\n"));
+        assert!(config(Flavor::Mariadb, false)[1].1.contains("\nread-only\n"));
+        assert!(!config(Flavor::Mariadb, false)[1].1.contains("super"));
+        assert!(config(Flavor::Mysql84, false)[1].1.contains("\nsuper-read-only\n"));
     }
 
     #[test]
@@ -834,7 +1018,7 @@ mod tests {
 
     #[test]
     fn mysql_replicas_are_crash_safe() {
-        let replica = |flavor| config(flavor)[1].1.clone();
+        let replica = |flavor| config(flavor, false)[1].1.clone();
         for flavor in [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57] {
             assert!(replica(flavor).contains("\nrelay-log-recovery=ON\n"), "{flavor}");
         }
@@ -845,7 +1029,7 @@ mod tests {
             !replica(Flavor::Mysql84).contains("repository")
                 && !replica(Flavor::Mysql80).contains("repository")
         );
-        assert!(!config(Flavor::Mysql84)[0].1.contains("relay-log"), "replicas only");
+        assert!(!config(Flavor::Mysql84, false)[0].1.contains("relay-log"), "replicas only");
     }
 
     #[test]
@@ -857,7 +1041,7 @@ mod tests {
         assert!(local.expect("granted") < revoke && revoke < mariadb.find("serving clones").unwrap());
         assert!(
             mariadb.contains("IDENTIFIED BY '$root_password'")
-                && mariadb.contains("root_password=${MYSQL_PWD//")
+                && mariadb.contains("root_password=$(< /etc/mysql-webhook/credentials/root-password)")
         );
         // MySQL's super_read_only stops root already.
         for flavor in [Flavor::Mysql84, Flavor::Mysql80, Flavor::Mysql57] {
@@ -865,9 +1049,226 @@ mod tests {
         }
     }
 
+    /// Runs `script` with bash in a scratch root where `/proc/net/tcp*` are `tables`: the probe
+    /// reads fixed paths, so the test rewrites them to files of its own.
+    fn run_listening_probe(tcp: &str, tcp6: &str) -> bool {
+        let dir = std::env::temp_dir().join(format!("listening-{}-{}", std::process::id(), tcp.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("tcp"), tcp).unwrap();
+        std::fs::write(dir.join("tcp6"), tcp6).unwrap();
+        let script = clone_port_listening().replace("/proc/net/", &format!("{}/", dir.display()));
+        let status = std::process::Command::new("bash").args(["-c", &script]).output().unwrap().status;
+        std::fs::remove_dir_all(&dir).unwrap();
+        status.success()
+    }
+
     #[test]
-    fn sidecar_readiness_looks_for_a_listener_on_3307() {
-        assert!(clone_port_listening().contains(":0CEB "));
+    fn sidecar_readiness_finds_a_listener_on_3307_with_bash_builtins_only() {
+        let header = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n";
+        let listening = format!(
+            "{header}   0: 00000000:0CEB 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 1\n"
+        );
+        let connected = format!(
+            "{header}   0: 0A00000B:0CEB 0A00000C:9C40 01 00000000:00000000 00:00000000 00000000   999        0 1\n"
+        );
+        let other = format!(
+            "{header}   0: 00000000:0CEA 00000000:0000 0A 00000000:00000000 00:00000000 00000000   999        0 1\n"
+        );
+        assert!(run_listening_probe(&listening, header));
+        assert!(run_listening_probe(
+            header,
+            &listening.replace("00000000:0CEB", "00000000000000000000000000000000:0CEB")
+        ));
+        assert!(!run_listening_probe(&connected, header), "an established connection is not a listener");
+        assert!(!run_listening_probe(&other, header), "another port");
+        for tool in ["grep", "awk", "sed", "ss", "netstat"] {
+            assert!(!clone_port_listening().contains(tool), "{tool}");
+        }
+    }
+
+    #[test]
+    fn readiness_of_a_replica_requires_both_threads_and_the_lag() {
+        for flavor in Flavor::ALL {
+            let status = flavor.replica_status();
+            let probe = mysql_ready(flavor, 0, Some(30));
+            assert!(probe.contains(&format!("-e '{}\\G'", status.statement)), "{flavor}");
+            assert!(probe.contains(&format!("{}:\\ Yes", status.io_running)), "{flavor}");
+            assert!(probe.contains(&format!("{}:\\ Yes", status.sql_running)), "{flavor}");
+            assert!(probe.contains(&format!("{}:\\ ([0-9]+)", status.seconds_behind)), "{flavor}");
+            assert!(probe.contains("(( BASH_REMATCH[1] > 30 ))"), "{flavor}");
+            assert!(
+                !mysql_ready(flavor, 0, None).contains("Seconds_Behind"),
+                "{flavor}: no lag without max-lag"
+            );
+            assert!(probe.contains("SELECT @@global.read_only"), "{flavor}: the primary accepts writes");
+            assert!(probe.starts_with("MYSQL_PWD=$(< /etc/mysql-webhook/credentials/root-password)\n"));
+        }
+        assert!(mysql_ready(Flavor::Mysql84, 0, None).contains("SHOW REPLICA STATUS\\G"));
+        assert!(mysql_ready(Flavor::Mysql80, 0, None).contains("Replica_SQL_Running"));
+        assert!(mysql_ready(Flavor::Mysql57, 0, None).contains("SHOW SLAVE STATUS\\G"));
+        assert!(mysql_ready(Flavor::Mariadb, 3, None).contains("first=3"));
+    }
+
+    #[test]
+    fn passwords_are_read_from_the_mounted_files_never_from_the_environment() {
+        for flavor in Flavor::ALL {
+            for script in [
+                sidecar(flavor, NAMES),
+                mysql_ready(flavor, 0, None),
+                mysql_alive(flavor),
+                take_backup(flavor, NAMES, 3),
+            ] {
+                assert!(
+                    script.contains(
+                        "MYSQL_PWD=$(< /etc/mysql-webhook/credentials/root-password)\nexport MYSQL_PWD\n"
+                    ),
+                    "{flavor}"
+                );
+                assert!(
+                    !script.contains("REPLICATION_PASSWORD") && !script.contains("${MYSQL_PWD"),
+                    "{flavor}"
+                );
+            }
+            assert!(
+                sidecar(flavor, NAMES)
+                    .contains("password=$(< /etc/mysql-webhook/credentials/replication-password)")
+            );
+        }
+    }
+
+    #[test]
+    fn the_sidecar_says_why_it_is_still_waiting_for_mysqld() {
+        for flavor in Flavor::ALL {
+            let script = sidecar(flavor, NAMES);
+            let client = flavor.client();
+            assert!(script.contains(&format!("if ! command -v {client} > /dev/null; then")), "{flavor}");
+            for reason in
+                ["access denied for root", "mysqld is not accepting connections", "the client failed: "]
+            {
+                assert!(script.contains(reason), "{flavor}: {reason}");
+            }
+            assert!(!script.contains("SELECT 1' >/dev/null 2>&1"), "{flavor}: errors are not swallowed");
+        }
+    }
+
+    /// The wait loop, run for real against a stand-in client that fails as told.
+    #[test]
+    fn the_wait_loop_logs_each_reason_once_and_stops_when_mysqld_answers() {
+        let dir = std::env::temp_dir().join(format!("wait-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("bin")).unwrap();
+        // Fails with the next line of `answers`, succeeds when they run out.
+        let client = format!(
+            "#!/bin/bash\nn=$(< {0}/count); echo $((n + 1)) > {0}/count\nline=$(sed -n \"$((n + 1))p\" {0}/answers)\n[[ -z $line ]] && exit 0\necho \"$line\" >&2\nexit 1\n",
+            dir.display()
+        );
+        std::fs::write(dir.join("bin/mariadb"), client).unwrap();
+        std::fs::write(dir.join("count"), "0").unwrap();
+        std::fs::write(
+            dir.join("answers"),
+            "ERROR 2002 (HY000): Can't connect to server on '127.0.0.1' (115)\n\
+             ERROR 2002 (HY000): Can't connect to server on '127.0.0.1' (115)\n\
+             ERROR 1045 (28000): Access denied for user 'root'@'localhost' (using password: YES)\n",
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .args(["+x", &format!("{}/bin/mariadb", dir.display())])
+            .status()
+            .unwrap();
+        let script = wait_for_mysqld(Flavor::Mariadb)
+            .replace("sleep 1", "true")
+            .replace("/etc/mysql-webhook/credentials/root-password", &format!("{}/count", dir.display()));
+        let output = std::process::Command::new("bash")
+            .args(["-c", &format!("set -euo pipefail\n{script}")])
+            .env("PATH", format!("{}/bin:/usr/bin:/bin", dir.display()))
+            .output()
+            .unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        let log = String::from_utf8_lossy(&output.stdout);
+        assert!(output.status.success(), "{log}{}", String::from_utf8_lossy(&output.stderr));
+        assert_eq!(
+            log.lines().collect::<Vec<_>>(),
+            [
+                "waiting for mysqld to accept connections",
+                "still waiting: mysqld is not accepting connections on 127.0.0.1:3306 yet",
+                "still waiting: access denied for root: the password in /etc/mysql-webhook/credentials/root-password is not the server's"
+                    .replace("/etc/mysql-webhook/credentials/root-password", &format!("{}/count", dir.display()))
+                    .as_str(),
+                "mysqld accepts connections",
+            ]
+        );
+    }
+
+    #[test]
+    fn the_exporter_account_has_monitoring_privileges_only_and_no_password_in_the_binlog() {
+        for flavor in Flavor::ALL {
+            let script = sidecar(flavor, NAMES);
+            assert!(script.contains("WITH MAX_USER_CONNECTIONS 3;"), "{flavor}");
+            assert!(
+                script.contains("GRANT SELECT ON performance_schema.* TO 'exporter'@'127.0.0.1';"),
+                "{flavor}"
+            );
+            assert!(
+                !script.contains("ON *.* TO 'exporter'@'127.0.0.1' WITH")
+                    && !script.contains("SELECT ON *.*")
+            );
+            let account = &script[script.find("exporter_password=").unwrap()..];
+            assert!(!account.contains("sql_log_bin"), "{flavor}: replicated to replicas made before it");
+        }
+        let mariadb = sidecar(Flavor::Mariadb, NAMES);
+        assert!(mariadb.contains("SELECT PASSWORD('$exporter_password');"));
+        assert!(mariadb.contains("IDENTIFIED BY PASSWORD '$exporter_hash'"));
+        assert!(!mariadb.contains("IDENTIFIED BY '$exporter_password'"), "MariaDB would log it in clear");
+        assert!(mariadb.contains("GRANT PROCESS, REPLICATION CLIENT, REPLICA MONITOR ON *.*"));
+        assert!(sidecar(Flavor::Mysql84, NAMES).contains("GRANT PROCESS, REPLICATION CLIENT ON *.*"));
+    }
+
+    #[test]
+    fn require_tls_turns_on_require_secure_transport_in_both_configurations() {
+        for flavor in Flavor::ALL {
+            for (_, cnf) in config(flavor, true) {
+                assert!(cnf.contains("\nrequire-secure-transport=ON\n"), "{flavor}");
+            }
+            for (_, cnf) in config(flavor, false) {
+                assert!(!cnf.contains("secure-transport"), "{flavor}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_exporter_writes_its_configuration_and_refuses_a_password_it_cant_carry() {
+        let script = exporter("/bin/mysqld_exporter", &["--tls.insecure-skip-verify".into()]);
+        assert!(script.contains("umask 077"));
+        assert!(script.ends_with("exec /bin/mysqld_exporter --config.my-cnf=/etc/mysql-webhook/exporter/my.cnf --tls.insecure-skip-verify\n"));
+        let run = |password: &str| {
+            let dir =
+                std::env::temp_dir().join(format!("exporter-{}-{}", std::process::id(), password.len()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("exporter-password"), password).unwrap();
+            let script = script
+                .replace("/etc/mysql-webhook/credentials", &dir.display().to_string())
+                .replace("/etc/mysql-webhook/exporter", &dir.display().to_string())
+                .replace("exec /bin/mysqld_exporter", "echo");
+            let output = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+            let config = std::fs::read_to_string(dir.join("my.cnf")).unwrap_or_default();
+            std::fs::remove_dir_all(&dir).unwrap();
+            (output.status.success(), config, String::from_utf8_lossy(&output.stderr).into_owned())
+        };
+        let (ok, config, _) = run("Abc123xyz");
+        assert!(ok);
+        assert_eq!(
+            config,
+            "[client]\nuser=exporter\npassword=Abc123xyz\nssl-ca=/etc/mysql-webhook/tls/ca.crt\n"
+        );
+        for bad in ["has$dollar", "has#hash", "", "quote'"] {
+            let (ok, config, error) = run(bad);
+            assert!(!ok && config.is_empty(), "{bad:?}");
+            assert!(error.contains("exporter-password in the credentials Secret"), "{error}");
+        }
+    }
+
+    #[test]
+    fn clone_counts_attempts_with_bash_arithmetic_not_seq() {
+        assert!(!clone(Flavor::Mariadb, NAMES).contains("seq "));
     }
 
     #[test]

@@ -164,6 +164,18 @@ impl Supervisor {
         kill(self.state.pid1.load(Ordering::Acquire), "KILL");
     }
 
+    /// Runs `command` inside the running container with its environment, as `kubectl exec` (and
+    /// the kubelet's exec probes) do: its exit status and output (stdout, then stderr).
+    pub fn exec(&self, command: &[String]) -> (bool, String) {
+        let pid = self.state.pid1.load(Ordering::Acquire);
+        assert_ne!(pid, 0, "container {} doesn't run", self.spec.name);
+        let output =
+            enter(pid, &self.spec.env).args(command).stdin(Stdio::null()).output().expect("running nsenter");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        (output.status.success(), text)
+    }
+
     /// Runs, and passes its readiness probe if it has one. An error when it can't be started.
     pub fn is_ready(&self) -> Result<bool, String> {
         if let Some(failure) = self.state.failure.lock().unwrap().clone() {
@@ -255,9 +267,7 @@ fn first_child(pid: u32) -> Option<u32> {
 /// Runs a readiness probe inside the container whose PID 1 is `pid`, with the container's
 /// environment, as the kubelet does: an exec probe's command, or a TCP connection to the port.
 fn probe_passes(pid: u32, probe: &Probe, env: &[(String, String)]) -> bool {
-    let target = pid.to_string();
-    let mut command = Command::new("nsenter");
-    command.args(["-t", &target, "-n", "-u", "-m", "-p", "--"]);
+    let mut command = enter(pid, env);
     if let Some(exec) = &probe.exec {
         command.args(exec.command.iter().flatten());
     } else if let Some(tcp) = &probe.tcp_socket {
@@ -270,9 +280,7 @@ fn probe_passes(pid: u32, probe: &Probe, env: &[(String, String)]) -> bool {
     }
     // The kubelet's timeout, plus the cost of entering the namespaces.
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64 + 2);
-    let Ok(mut child) =
-        command.env_clear().envs(env.iter().cloned()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()
-    else {
+    let Ok(mut child) = command.stdout(Stdio::null()).stderr(Stdio::null()).spawn() else {
         return false;
     };
     let deadline = Instant::now() + timeout;
@@ -287,4 +295,13 @@ fn probe_passes(pid: u32, probe: &Probe, env: &[(String, String)]) -> bool {
             }
         }
     }
+}
+
+/// A command that runs inside the namespaces of the container whose PID 1 is `pid`, with `env`
+/// only; its program and arguments follow.
+fn enter(pid: u32, env: &[(String, String)]) -> Command {
+    let mut command = Command::new("nsenter");
+    command.args(["-t", &pid.to_string(), "-n", "-u", "-m", "-p", "--"]);
+    command.env_clear().envs(env.iter().cloned());
+    command
 }

@@ -65,11 +65,13 @@ fn repo(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
-/// Fails with what to do when the runner can't work here; never passes silently. Creates the one
-/// mount point the pods need that a host lacks: the TLS Secret's directory (empty; containers
-/// mount their own volume over it).
+/// Fails with what to do when the runner can't work here; never passes silently. Creates the
+/// mount points the pods need that a host lacks: the TLS and credentials Secrets' directories
+/// (empty; containers mount their own volumes over them).
 fn require_environment() {
-    fs::create_dir_all(mysql_webhook_core::consts::TLS_DIR).expect("creating the TLS Secret's mount point");
+    for dir in [mysql_webhook_core::consts::TLS_DIR, mysql_webhook_core::consts::CREDENTIALS_DIR] {
+        fs::create_dir_all(dir).expect("creating a Secret's mount point");
+    }
     let uid = Command::new("id").arg("-u").output().expect("running id -u");
     assert_eq!(
         String::from_utf8_lossy(&uid.stdout).trim(),
@@ -781,6 +783,26 @@ impl Cluster {
         let pod = self.pods.get(&ordinal).unwrap_or_else(|| panic!("member {ordinal} doesn't run"));
         let supervisor = pod.iter().find(|c| c.name() == container);
         supervisor.unwrap_or_else(|| panic!("member {ordinal} has no container {container}"))
+    }
+
+    /// Runs `script` with bash inside container `container` of member `ordinal` (`kubectl exec`):
+    /// its success and output.
+    pub fn exec(&self, ordinal: u32, container: &str, script: &str) -> (bool, String) {
+        self.supervisor(ordinal, container).exec(&["bash".into(), "-c".into(), script.into()])
+    }
+
+    /// Runs the readiness probe the expansion gave container `container` of member `ordinal`,
+    /// now, as the kubelet does each period: whether it passes, and what it printed.
+    pub fn readiness(&self, ordinal: u32, container: &str) -> (bool, String) {
+        let supervisor = self.supervisor(ordinal, container);
+        let probe = self.manifests.statefulset.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        let probe = probe
+            .and_then(|pod| pod.containers.iter().find(|c| c.name == container))
+            .and_then(|c| c.readiness_probe.as_ref())
+            .and_then(|p| p.exec.as_ref())
+            .and_then(|e| e.command.clone())
+            .unwrap_or_else(|| panic!("container {container} has no exec readiness probe"));
+        supervisor.exec(&probe)
     }
 
     /// How often container `container` of member `ordinal` was restarted.

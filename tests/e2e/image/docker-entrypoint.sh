@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stand-in for the mariadb image's docker-entrypoint.sh, run against Debian's MariaDB. It honours
 # what the image documents and the expansion relies on: MARIADB_ROOT_PASSWORD (or
-# MYSQL_ROOT_PASSWORD) is required to initialise an empty datadir, root@'%' and root@localhost get
+# MYSQL_ROOT_PASSWORD), or the file named by MARIADB_ROOT_PASSWORD_FILE (or
+# MYSQL_ROOT_PASSWORD_FILE; a variable and its _FILE together are refused, as the image's file_env
+# does), is required to initialise an empty datadir, root@'%' and root@localhost get
 # that password (the root@127.0.0.1, ::1 and @hostname accounts install-db makes are dropped, as
 # the image does), /docker-entrypoint-initdb.d is processed, the datadir is chowned to mysql when
 # started as root, and the server runs as mysql. The *_ALLOW_EMPTY_* and *_RANDOM_* variables are
@@ -15,6 +17,16 @@ for variable in MARIADB_ALLOW_EMPTY_ROOT_PASSWORD MARIADB_RANDOM_ROOT_PASSWORD M
   if [[ -n ${!variable:-} ]]; then
     echo "entrypoint: $variable is not supported by this stand-in" >&2
     exit 1
+  fi
+done
+for variable in MARIADB_ROOT_PASSWORD MYSQL_ROOT_PASSWORD; do
+  file=${variable}_FILE
+  if [[ -n ${!variable:-} && -n ${!file:-} ]]; then
+    echo "entrypoint: both $variable and $file are set (but are exclusive)" >&2
+    exit 1
+  fi
+  if [[ -n ${!file:-} ]]; then
+    export "$variable=$(< "${!file}")"
   fi
 done
 datadir=/var/lib/mysql
