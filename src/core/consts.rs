@@ -117,7 +117,7 @@ pub const REPLICATION_USER: &str = "replication";
 pub const SECRET_KEY_EXPORTER_PASSWORD: &str = "exporter-password";
 /// The account mysqld-exporter logs in as: monitoring privileges only, from inside the pod.
 pub const EXPORTER_USER: &str = "exporter";
-/// Its `MAX_USER_CONNECTIONS`: mysqld-exporter opens at most 3 (`--exporter.max-open-conns`).
+/// Its `MAX_USER_CONNECTIONS`, and the exporter's `--exporter.max-open-conns`.
 pub const EXPORTER_MAX_CONNECTIONS: u32 = 3;
 /// The credentials Secret, mounted read-only: the passwords are files, never environment
 /// variables of the containers.

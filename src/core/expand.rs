@@ -331,7 +331,12 @@ fn sidecar_container(plan: &Plan, names: Names<'_>) -> Container {
 /// mysqld-exporter as the `exporter` account, its password from the Secret's file through a
 /// configuration file it writes at start (`scripts::exporter`).
 fn exporter_container() -> Container {
-    let args = [format!("--mysqld.address=127.0.0.1:{PORT_MYSQL}"), "--tls.insecure-skip-verify".into()];
+    // Never more connections than the account allows.
+    let args = [
+        format!("--mysqld.address=127.0.0.1:{PORT_MYSQL}"),
+        format!("--exporter.max-open-conns={EXPORTER_MAX_CONNECTIONS}"),
+        "--tls.insecure-skip-verify".into(),
+    ];
     Container {
         name: CONTAINER_EXPORTER.into(),
         image: Some(EXPORTER_IMAGE.into()),
