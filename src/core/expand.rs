@@ -220,7 +220,7 @@ pub fn tls_mount() -> VolumeMount {
 /// The credentials Secret, every key (the exporter's may be missing from a Secret of yours: a
 /// missing file is reported by the scripts, where a projected missing key would keep the pod from
 /// starting). Mounted read-only at [`CREDENTIALS_DIR`] wherever a password is needed: passwords
-/// are files, never environment variables (README "Credentials").
+/// are files, never environment variables (README "Credentials as files").
 pub fn credentials_volume(plan: &Plan) -> Volume {
     Volume {
         name: VOLUME_CREDENTIALS.into(),
