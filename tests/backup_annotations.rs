@@ -190,26 +190,65 @@ fn good_backup_annotations_are_planned_as_written() {
 }
 
 #[test]
-fn point_in_time_annotations_are_checked_then_refused_as_not_available_yet() {
-    let archive = with(
+fn point_in_time_annotations_are_planned_with_the_time_in_utc_and_the_interval_in_seconds() {
+    let archive = backups(&with(
         base(),
         &[("binlog-archive", "true"), ("backup-target", "pvc://backups"), ("binlog-flush-interval", "1h30m")],
-    );
-    assert_eq!(
-        denial(&archive),
-        "annotation mysql-webhook.io/binlog-archive: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: mysql-webhook.io/restore-from restores a backup as it was taken"
-    );
-    let to_time = with(
+    ));
+    assert_eq!(archive.binlog_archive.map(|a| a.flush_interval), Some(5400));
+    let default = backups(&with(base(), &[("binlog-archive", "true"), ("backup-target", "pvc://backups")]));
+    assert_eq!(default.binlog_archive.map(|a| a.flush_interval), Some(300), "5m by default");
+    let off = backups(&with(base(), &[("binlog-archive", "false"), ("backup-target", "pvc://backups")]));
+    assert_eq!(off.binlog_archive, None);
+
+    let to_time = backups(&with(
         base(),
         &[
             ("restore-from", "pvc://backups/orders/20261202T030000Z"),
             ("restore-to-time", "2026-12-02T14:30:00.5+01:00"),
         ],
-    );
+    ));
     assert_eq!(
-        denial(&to_time),
-        "annotation mysql-webhook.io/restore-to-time: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: mysql-webhook.io/restore-from restores a backup as it was taken"
+        to_time.restore.unwrap().to_time.as_deref(),
+        Some("2026-12-02T13:30:00Z"),
+        "UTC, to the second"
     );
+    // With latest, the restore picks the newest backup finished by then.
+    let latest = backups(&with(
+        base(),
+        &[("restore-from", "pvc://backups/orders/latest"), ("restore-to-time", "2026-12-02T03:00:00Z")],
+    ));
+    assert_eq!(latest.restore.unwrap().to_time.as_deref(), Some("2026-12-02T03:00:00Z"));
+    // The very instant the backup started is accepted (its end is checked at restore).
+    let same = backups(&with(
+        base(),
+        &[
+            ("restore-from", "pvc://backups/orders/20261202T030000Z"),
+            ("restore-to-time", "2026-12-02T03:00:00Z"),
+        ],
+    ));
+    assert!(same.restore.is_some());
+}
+
+#[test]
+fn restore_to_time_is_refused_on_an_update_that_adds_or_changes_it() {
+    let from = ("restore-from", "pvc://backups/orders/latest");
+    let created = serde_json::to_value(
+        mutate(&with(base(), &[from]), Operation::Create, None).unwrap().unwrap().expanded,
+    )
+    .unwrap();
+    let adding = with(created.clone(), &[("restore-to-time", "2026-12-02T03:00:00Z")]);
+    let err = mutate(&adding, Operation::Update { old: &created }, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("mysql-webhook.io/restore-to-time) can only be set when the StatefulSet is created"),
+        "{err}"
+    );
+    let changing = with(adding.clone(), &[("restore-to-time", "2026-12-02T04:00:00Z")]);
+    assert!(mutate(&changing, Operation::Update { old: &adding }, None).is_err());
+    let mut scaled = adding.clone();
+    scaled["spec"]["replicas"] = 5.into();
+    assert!(mutate(&scaled, Operation::Update { old: &adding }, None).is_ok(), "kept as it was: accepted");
 }
 
 #[test]
@@ -220,7 +259,7 @@ fn restore_from_is_refused_on_an_update_that_adds_it_and_kept_on_one_that_keeps_
     let err = mutate(&adding, Operation::Update { old: &created }, None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "annotation mysql-webhook.io/restore-from can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
+        "annotation mysql-webhook.io/restore-from (and mysql-webhook.io/restore-to-time) can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
     );
     let restored = with(created, &[("restore-from", "pvc://backups/orders/latest")]);
     let mut scaled = restored.clone();
