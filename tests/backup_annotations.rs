@@ -266,3 +266,99 @@ fn restore_from_is_refused_on_an_update_that_adds_it_and_kept_on_one_that_keeps_
     scaled["spec"]["replicas"] = 5.into();
     assert!(mutate(&scaled, Operation::Update { old: &restored }, None).is_ok(), "it stays on later updates");
 }
+
+fn expanded(object: &Value) -> Value {
+    let mutation = mutate(object, Operation::Create, None).expect("accepted").expect("opted in");
+    serde_json::to_value(mutation.expanded).unwrap()
+}
+
+fn names(containers: &Value) -> Vec<&str> {
+    containers.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn binlog_archive_adds_a_read_only_shipper_and_the_rotation_and_leaves_with_the_annotation() {
+    let archiving = with(
+        base(),
+        &[
+            ("binlog-archive", "true"),
+            ("backup-target", "pvc://backups/orders"),
+            ("binlog-flush-interval", "2m"),
+        ],
+    );
+    let sts = expanded(&archiving);
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(names(&pod["containers"]), ["mysql", "mariadb-backup", "ship-binlogs"]);
+    let shipper = &pod["containers"][2];
+    assert_eq!(
+        shipper["image"], "rclone/rclone:1.69.1",
+        "the client image: the database image has no S3 client"
+    );
+    let mounts: Vec<(&str, &str, bool)> = shipper["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap(), m["readOnly"] == true))
+        .collect();
+    assert_eq!(mounts, [("binlog-target", "/mnt/backup-target", false), ("data", "/var/lib/mysql", true)]);
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "binlog-target").unwrap();
+    assert_eq!(volume["persistentVolumeClaim"], serde_json::json!({"claimName": "backups"}));
+    let sidecar = pod["containers"][1]["command"][2].as_str().unwrap();
+    assert!(
+        sidecar.contains("while sleep 120; do") && sidecar.contains("-e 'FLUSH BINARY LOGS'"),
+        "{sidecar}"
+    );
+    let script = shipper["command"][2].as_str().unwrap();
+    assert!(script.contains("archive='/mnt/backup-target/orders/binlogs'"), "{script}");
+
+    // Removed on an update without it: nothing of the archive stays in the pod.
+    let mut update = with(sts.clone(), &[("binlog-archive", "false")]);
+    update["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("mysql-webhook.io/binlog-flush-interval");
+    let mutation = mutate(&update, Operation::Update { old: &sts }, None).unwrap().unwrap();
+    let pod = serde_json::to_value(&mutation.expanded).unwrap()["spec"]["template"]["spec"].clone();
+    assert_eq!(names(&pod["containers"]), ["mysql", "mariadb-backup"]);
+    assert!(!pod["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "binlog-target"));
+    assert!(!pod["containers"][1]["command"][2].as_str().unwrap().contains("FLUSH BINARY LOGS"));
+}
+
+#[test]
+fn restore_to_time_replays_in_the_mysql_image_after_the_backup_is_prepared() {
+    let sts = expanded(&with(
+        base(),
+        &[("restore-from", "pvc://backups/orders/latest"), ("restore-to-time", "2026-12-02T03:00:00Z")],
+    ));
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(
+        names(&pod["initContainers"]),
+        ["init-mysql", "fetch-backup", "clone-mysql", "replay-binlogs"]
+    );
+    let replay = &pod["initContainers"][3];
+    assert_eq!(replay["image"], "mariadb:11.4", "the server and mariadb-binlog");
+    let script = replay["command"][2].as_str().unwrap();
+    assert!(script.contains("TZ=UTC mariadb-binlog \"${start[@]}\" --stop-datetime="), "{script}");
+    assert!(script.contains("mariadbd --user=mysql") && script.contains("--skip-networking"), "{script}");
+    let fetch = pod["initContainers"][1]["command"][2].as_str().unwrap();
+    assert!(
+        fetch.contains("stop='2026-12-02T03:00:00Z'")
+            && fetch.contains("if expr \"$candidate\" \\> '20261202T030000Z'")
+    );
+    let clone = pod["initContainers"][2]["command"][2].as_str().unwrap();
+    assert!(clone.contains("replay-binlogs replays the binary logs on it, then moves it into place"));
+
+    let mysql = expanded(&with(
+        annotated("orders", "mysql:8.4"),
+        &[("restore-from", "pvc://backups/orders/latest"), ("restore-to-time", "2026-12-02T03:00:00Z")],
+    ));
+    let script = mysql["spec"]["template"]["spec"]["initContainers"][3]["command"][2].as_str().unwrap();
+    assert!(script.contains("TZ=UTC mysqlbinlog") && script.contains("mysqld --user=mysql"), "{script}");
+    assert!(script.contains("--skip-replica-start --mysqlx=OFF") && !script.contains("gtid"), "{script}");
+
+    let plain = expanded(&with(base(), &[("restore-from", "pvc://backups/orders/latest")]));
+    assert_eq!(
+        names(&plain["spec"]["template"]["spec"]["initContainers"]),
+        ["init-mysql", "fetch-backup", "clone-mysql"]
+    );
+}
