@@ -355,6 +355,24 @@ fn wait_archived(rclone: &dyn Fn() -> Command, remote: &str, time: &str) -> Dura
     }
 }
 
+/// Every archived log is complete (its `.meta` was written last, so every `.meta` has its log)
+/// and has the SHA-256 its `.meta` says; none was shipped twice, whatever the rounds.
+fn assert_archive_is_checked_and_shipped_once(archive: &Path, shipper_log: &str) {
+    use sha2::{Digest, Sha256};
+    let mut metas = 0;
+    for entry in std::fs::read_dir(archive).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(log) = name.strip_suffix(".meta") else { continue };
+        metas += 1;
+        let meta = std::fs::read_to_string(entry.path()).unwrap();
+        let data = std::fs::read(archive.join(log)).unwrap_or_else(|e| panic!("{log} has a .meta: {e}"));
+        let sha256: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+        assert!(meta.contains(&format!("sha256 {sha256}\n")), "{log}: {meta}");
+        assert_eq!(shipper_log.matches(&format!("shipped {log} ")).count(), 1, "{log}:\n{shipper_log}");
+    }
+    assert!(metas >= 2, "at least the log before the backup and the one with B: {metas}");
+}
+
 /// The restored cluster has the source's rows up to T (A) and none after (B) on every member,
 /// and replicates a new row.
 fn assert_rows_up_to_the_time_and_replicating(restored: &Cluster) {
@@ -395,6 +413,7 @@ fn a_cluster_restored_to_a_time_from_a_directory_has_the_rows_before_it_and_not_
         source.log(0, "ship-binlogs")
     );
     assert!(source.log(1, "ship-binlogs").contains("only the primary ships"));
+    assert_archive_is_checked_and_shipped_once(&target.join("binlogs"), &source.log(0, "ship-binlogs"));
 
     let mut manifests = Manifests::mutate_with(
         EXAMPLE,
