@@ -286,6 +286,16 @@ fn binlog_archive_adds_a_read_only_shipper_and_the_rotation_and_leaves_with_the_
             ("binlog-flush-interval", "2m"),
         ],
     );
+    let mutation = mutate(&archiving, Operation::Create, None).unwrap().unwrap();
+    assert!(
+        mutation
+            .plan
+            .defaults
+            .iter()
+            .any(|w| w.starts_with("binlog-archive to pvc://backups: every member mounts the claim")),
+        "{:?}",
+        mutation.plan.defaults
+    );
     let sts = expanded(&archiving);
     let pod = &sts["spec"]["template"]["spec"];
     assert_eq!(names(&pod["containers"]), ["mysql", "mariadb-backup", "ship-binlogs"]);

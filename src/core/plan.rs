@@ -416,6 +416,13 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         ));
     }
 
+    if let (Some(_), Some(Target::Pvc { claim, .. })) = (backups.binlog_archive, &backups.target) {
+        defaults.push(format!(
+            "binlog-archive to pvc://{claim}: every member mounts the claim (only the primary writes to it), \
+             so it must be ReadWriteMany, or the members must share a node; s3:// has no such limit"
+        ));
+    }
+
     Ok(Some(Plan {
         namespace: sts.metadata.namespace.clone().or_else(|| namespace.map(str::to_owned)),
         config_map: name.clone(),

@@ -904,9 +904,10 @@ fail() {{
   fail "no prepared backup in $staging (an earlier replay failed and removed it): delete the pod to restore again"
 {field}position=$(field binlog_position)
 start=()
-{start}mapfile -t logs < "$restore/binlogs/list"
+{start}(( ${{#start[@]}} )) || fail "its manifest records no binary log position to replay from"
+mapfile -t logs < "$restore/binlogs/list"
 chown -R mysql:mysql "$staging"
-echo "replaying binary logs ${{logs[*]}} on backup $id up to $stop"
+echo "replaying binary logs ${{logs[*]}} on backup $id (${{start[*]}}) up to $stop"
 {server} --user=mysql --datadir="$staging" --socket="$socket" --pid-file=/tmp/replay.pid --skip-networking \
   --skip-log-bin {options} > /tmp/replay-server.log 2>&1 &
 server=$!
