@@ -425,24 +425,63 @@ fn a_cluster_restored_to_a_time_from_a_directory_has_the_rows_before_it_and_not_
     assert!(replay.contains(&format!("restored backup {id} to {time}: replayed")), "{replay}");
     assert_rows_up_to_the_time_and_replicating(&restored);
 
-    // A time the archive doesn't reach yet: refused before anything is restored.
+    // Refused by fetch-backup, naming the backup and the problem, with nothing restored: a time
+    // the archive doesn't reach yet; a time before the backup ended (its id, its start, passes
+    // admission); a corrupt archived log.
     let later = utc(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
-    let mut manifests = Manifests::mutate_with(
-        EXAMPLE,
-        &[("restore-from", "pvc://backups/pitr/latest"), ("restore-to-time", &later)],
-    );
-    manifests.secret = source.manifests.secret.clone();
-    let mut refused = Cluster::start(manifests, 0);
-    let failure = refused.try_start_pod(0).expect_err("a time beyond the archive is refused");
+    let failure = refused_restore(&source, "pvc://backups/pitr/latest", &later);
+    let prefix = format!("restore of backup {id} from /mnt/backup-target/pitr failed: ");
     assert!(
         failure.contains(&format!(
-            "restore of backup {id} from /mnt/backup-target/pitr failed: restore-to-time {later} is after the end of the archived binary logs"
+            "{prefix}restore-to-time {later} is after the end of the archived binary logs"
         )),
         "{failure}"
     );
+    let start =
+        format!("{}-{}-{}T{}:{}:{}Z", &id[0..4], &id[4..6], &id[6..8], &id[9..11], &id[11..13], &id[13..15]);
+    let failure = refused_restore(&source, &format!("pvc://backups/pitr/{id}"), &start);
+    assert!(
+        failure.contains(&format!(
+            "{prefix}restore-to-time {start} is before the end of the backup (finished at "
+        )),
+        "{failure}"
+    );
+    let newest = newest_archived_log(&target.join("binlogs"));
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&newest, bytes).unwrap();
+    let failure = refused_restore(&source, &format!("pvc://backups/pitr/{id}"), &time);
+    let name = newest.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        failure.contains(&format!("{prefix}binary log {name}: checksum mismatch"))
+            && failure.contains("the archive is corrupt"),
+        "{failure}"
+    );
+}
+
+/// A restore of `from` to `time` that fetch-backup refuses: its message, with the datadir left empty.
+fn refused_restore(source: &Cluster, from: &str, time: &str) -> String {
+    let mut manifests = Manifests::mutate_with(EXAMPLE, &[("restore-from", from), ("restore-to-time", time)]);
+    manifests.secret = source.manifests.secret.clone();
+    let mut refused = Cluster::start(manifests, 0);
+    let failure = refused.try_start_pod(0).expect_err("the restore is refused");
     let left: Vec<_> =
         std::fs::read_dir(refused.data_dir(0)).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "nothing is left in the datadir: {left:?}");
+    failure
+}
+
+/// The newest archived binary log in `archive` (the one with the highest number).
+fn newest_archived_log(archive: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(archive)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| archive.join(format!("{}.meta", p.file_name().unwrap().to_string_lossy())).exists())
+        .collect();
+    logs.sort();
+    logs.pop().expect("an archived log")
 }
 
 #[test]
