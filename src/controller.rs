@@ -14,6 +14,10 @@
 //! on every Secret in the cluster): a deleted one comes back at the next periodic resync, which
 //! also renews.
 //!
+//! It also watches the Jobs of the backup CronJobs: the time of each StatefulSet's last good
+//! backup is a metric, and each finished Job gets one Event on its StatefulSet (the decisions
+//! are `core::backup_jobs`).
+//!
 //! Several webhook replicas may reconcile the same StatefulSet at once: server-side apply of the
 //! same desired state with one field manager is idempotent, and a Secret created concurrently
 //! by another replica is a 409 that is taken as success, so they converge without fighting.
@@ -23,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
@@ -34,18 +38,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::member_tls::{self, MemberTlsError};
 use crate::metrics::Metrics;
+use mysql_webhook_core::backup_jobs::backup_job_outcome;
 use mysql_webhook_core::companions::{
     Companions, TlsIdentity, credentials_secret, member_dns_names, missing_credentials, tls_secret,
 };
 use mysql_webhook_core::consts::{
-    CERT_MANAGER_API_VERSION, FIELD_MANAGER, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY,
+    CERT_MANAGER_API_VERSION, FIELD_MANAGER, LABEL_BACKUP, LABEL_MANAGED, LABEL_MANAGED_BY, MANAGED_BY,
 };
 use mysql_webhook_core::plan::{Plan, PlanError, plan};
 
@@ -67,6 +72,8 @@ pub enum Error {
     Secret { name: String, source: kube::Error },
     #[error("cannot make or renew the TLS identity in Secret {name}: {source}")]
     Tls { name: String, source: MemberTlsError },
+    #[error("cannot report backup Job {name}: {source}")]
+    BackupJob { name: String, source: kube::Error },
 }
 
 impl Error {
@@ -78,6 +85,7 @@ impl Error {
             Error::Apply { .. } => "apply",
             Error::Secret { .. } => "secret",
             Error::Tls { .. } => "tls",
+            Error::BackupJob { .. } => "backup_job",
         }
     }
 
@@ -86,7 +94,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::Invalid(_) | Error::NotStored | Error::Tls { .. } => false,
-            Error::Apply { source, .. } | Error::Secret { source, .. } => is_transient(source),
+            Error::Apply { source, .. } | Error::Secret { source, .. } | Error::BackupJob { source, .. } => {
+                is_transient(source)
+            }
         }
     }
 }
@@ -150,7 +160,8 @@ pub async fn run(
     let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED}=true"));
     let companions = watcher::Config::default().labels(&format!("{LABEL_MANAGED_BY}={MANAGED_BY}"));
     let context = Arc::new(Context::new(client.clone(), metrics));
-    Controller::new(Api::<StatefulSet>::all(client.clone()), managed)
+    let backup_jobs = watch_backup_jobs(client.clone(), context.clone());
+    let controller = Controller::new(Api::<StatefulSet>::all(client.clone()), managed)
         .owns(Api::<ConfigMap>::all(client.clone()), companions.clone())
         .owns(Api::<Service>::all(client.clone()), companions.clone())
         .owns(Api::<PodDisruptionBudget>::all(client.clone()), companions.clone())
@@ -162,8 +173,71 @@ pub async fn run(
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile failed");
             }
+        });
+    // The Jobs' watch ends with the controller (its shutdown is the graceful one).
+    tokio::select! {
+        () = controller => {}
+        () = backup_jobs => {}
+    }
+}
+
+/// Watches the backup Jobs (labelled `mysql-webhook.io/backup-of`) in every namespace and
+/// reports each as it is seen; a Job seen again (a relist, a restart) updates the metric and is
+/// not reported twice.
+async fn watch_backup_jobs(client: Client, context: Arc<Context>) {
+    let jobs = watcher(Api::<Job>::all(client), watcher::Config::default().labels(LABEL_BACKUP));
+    jobs.default_backoff()
+        .applied_objects()
+        .for_each(|job| {
+            let context = context.clone();
+            async move {
+                match job {
+                    Ok(job) => {
+                        if let Err(error) = report_backup_job(&job, &context).await {
+                            tracing::warn!(%error, "backup Job not reported");
+                        }
+                    }
+                    Err(error) => tracing::debug!(%error, "backup Jobs watch"),
+                }
+            }
         })
         .await;
+}
+
+/// One backup Job as the watch delivers it: a success moves the StatefulSet's last-good-backup
+/// metric; a finished Job not reported yet is marked reported (conditionally: a 409 means
+/// another controller did it) and then gets its Event on the StatefulSet, so once per Job.
+pub async fn report_backup_job(job: &Job, context: &Context) -> Result<(), Error> {
+    let Some(outcome) = backup_job_outcome(job) else { return Ok(()) };
+    if outcome.succeeded {
+        context.metrics.record_backup_success(&outcome.namespace, &outcome.statefulset, outcome.finished);
+    }
+    if outcome.reported {
+        return Ok(());
+    }
+    let failed = |source| Error::BackupJob { name: outcome.job.clone(), source };
+    let statefulsets = Api::<StatefulSet>::namespaced(context.client.clone(), &outcome.namespace);
+    let Some(sts) = statefulsets.get_opt(&outcome.statefulset).await.map_err(failed)? else {
+        // Deleted: its CronJob and Jobs go with it.
+        return Ok(());
+    };
+    let jobs = Api::<Job>::namespaced(context.client.clone(), &outcome.namespace);
+    let patch = Patch::Merge(outcome.reported_patch(job));
+    match jobs.patch(&outcome.job, &PatchParams::default(), &patch).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 || status.code == 404 => return Ok(()),
+        Err(source) => return Err(failed(source)),
+    }
+    context.metrics.record_backup_job(&outcome.namespace, &outcome.statefulset, outcome.succeeded);
+    let event = Event {
+        type_: if outcome.succeeded { EventType::Normal } else { EventType::Warning },
+        reason: outcome.event_reason().into(),
+        note: Some(outcome.event_note()),
+        action: "Backup".into(),
+        secondary: Some(job.object_ref(&())),
+    };
+    publish(context, &sts, event).await;
+    Ok(())
 }
 
 /// Brings the companions of one StatefulSet to their desired state.

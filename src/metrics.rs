@@ -1,7 +1,8 @@
 //! Prometheus metrics of the webhook (`GET /metrics`, OpenMetrics text): requests by endpoint and
 //! outcome, latency, requests in flight, certificate reloads and expiry, controller reconciles,
 //! failures and duration, policy evaluations by policy and outcome with their latency, policy
-//! set reloads, exceptions used and refused, build info. One
+//! set reloads, exceptions used and refused, the last good backup per StatefulSet and the backup
+//! Jobs reported, build info. One
 //! [`Metrics`] per process, shared by the handlers and the certificate reloader.
 
 use std::time::Instant;
@@ -47,6 +48,19 @@ pub struct PolicyLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatefulSetLabels {
+    pub namespace: String,
+    pub statefulset: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackupJobLabels {
+    pub namespace: String,
+    pub statefulset: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -66,6 +80,8 @@ pub struct Metrics {
     policy_reloads: Family<ResultLabels, Counter>,
     policies_loaded: Gauge,
     policy_exceptions: Family<PolicyOutcomeLabels, Counter>,
+    last_backup_success: Family<StatefulSetLabels, Gauge>,
+    backup_jobs: Family<BackupJobLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -152,8 +168,22 @@ impl Metrics {
             "Exceptions asked for by annotation mysql-webhook.io/policy-exceptions, by policy and outcome (used, refused)",
             policy_exceptions.clone(),
         );
+        let last_backup_success = Family::<StatefulSetLabels, Gauge>::default();
+        registry.register(
+            "last_backup_success_timestamp_seconds",
+            "When the newest backup Job of the StatefulSet that succeeded finished (Unix time), from the Jobs the backup CronJob keeps",
+            last_backup_success.clone(),
+        );
+        let backup_jobs = Family::<BackupJobLabels, Counter>::default();
+        registry.register(
+            "backup_jobs",
+            "Finished backup Jobs reported by an Event, by StatefulSet and result (succeeded, failed)",
+            backup_jobs.clone(),
+        );
         Metrics {
             registry,
+            last_backup_success,
+            backup_jobs,
             policy_exceptions,
             policy_evaluations,
             policy_duration,
@@ -226,6 +256,25 @@ impl Metrics {
 
     pub fn set_policies_loaded(&self, serving: usize) {
         self.policies_loaded.set(serving as i64);
+    }
+
+    /// A backup Job of `statefulset` that succeeded at `finished` (Unix seconds): the gauge keeps
+    /// the newest, whatever order the Jobs are seen in.
+    pub fn record_backup_success(&self, namespace: &str, statefulset: &str, finished: i64) {
+        let labels =
+            StatefulSetLabels { namespace: namespace.to_owned(), statefulset: statefulset.to_owned() };
+        let gauge = self.last_backup_success.get_or_create(&labels);
+        if gauge.get() < finished {
+            gauge.set(finished);
+        }
+    }
+
+    /// A finished backup Job reported by an Event (once per Job).
+    pub fn record_backup_job(&self, namespace: &str, statefulset: &str, succeeded: bool) {
+        let result = if succeeded { "succeeded" } else { "failed" };
+        let labels =
+            BackupJobLabels { namespace: namespace.to_owned(), statefulset: statefulset.to_owned(), result };
+        self.backup_jobs.get_or_create(&labels).inc();
     }
 
     /// The OpenMetrics text exposition.

@@ -190,26 +190,65 @@ fn good_backup_annotations_are_planned_as_written() {
 }
 
 #[test]
-fn point_in_time_annotations_are_checked_then_refused_as_not_available_yet() {
-    let archive = with(
+fn point_in_time_annotations_are_planned_with_the_time_in_utc_and_the_interval_in_seconds() {
+    let archive = backups(&with(
         base(),
         &[("binlog-archive", "true"), ("backup-target", "pvc://backups"), ("binlog-flush-interval", "1h30m")],
-    );
-    assert_eq!(
-        denial(&archive),
-        "annotation mysql-webhook.io/binlog-archive: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: mysql-webhook.io/restore-from restores a backup as it was taken"
-    );
-    let to_time = with(
+    ));
+    assert_eq!(archive.binlog_archive.map(|a| a.flush_interval), Some(5400));
+    let default = backups(&with(base(), &[("binlog-archive", "true"), ("backup-target", "pvc://backups")]));
+    assert_eq!(default.binlog_archive.map(|a| a.flush_interval), Some(300), "5m by default");
+    let off = backups(&with(base(), &[("binlog-archive", "false"), ("backup-target", "pvc://backups")]));
+    assert_eq!(off.binlog_archive, None);
+
+    let to_time = backups(&with(
         base(),
         &[
             ("restore-from", "pvc://backups/orders/20261202T030000Z"),
             ("restore-to-time", "2026-12-02T14:30:00.5+01:00"),
         ],
-    );
+    ));
     assert_eq!(
-        denial(&to_time),
-        "annotation mysql-webhook.io/restore-to-time: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: mysql-webhook.io/restore-from restores a backup as it was taken"
+        to_time.restore.unwrap().to_time.as_deref(),
+        Some("2026-12-02T13:30:00Z"),
+        "UTC, to the second"
     );
+    // With latest, the restore picks the newest backup finished by then.
+    let latest = backups(&with(
+        base(),
+        &[("restore-from", "pvc://backups/orders/latest"), ("restore-to-time", "2026-12-02T03:00:00Z")],
+    ));
+    assert_eq!(latest.restore.unwrap().to_time.as_deref(), Some("2026-12-02T03:00:00Z"));
+    // The very instant the backup started is accepted (its end is checked at restore).
+    let same = backups(&with(
+        base(),
+        &[
+            ("restore-from", "pvc://backups/orders/20261202T030000Z"),
+            ("restore-to-time", "2026-12-02T03:00:00Z"),
+        ],
+    ));
+    assert!(same.restore.is_some());
+}
+
+#[test]
+fn restore_to_time_is_refused_on_an_update_that_adds_or_changes_it() {
+    let from = ("restore-from", "pvc://backups/orders/latest");
+    let created = serde_json::to_value(
+        mutate(&with(base(), &[from]), Operation::Create, None).unwrap().unwrap().expanded,
+    )
+    .unwrap();
+    let adding = with(created.clone(), &[("restore-to-time", "2026-12-02T03:00:00Z")]);
+    let err = mutate(&adding, Operation::Update { old: &created }, None).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("mysql-webhook.io/restore-to-time) can only be set when the StatefulSet is created"),
+        "{err}"
+    );
+    let changing = with(adding.clone(), &[("restore-to-time", "2026-12-02T04:00:00Z")]);
+    assert!(mutate(&changing, Operation::Update { old: &adding }, None).is_err());
+    let mut scaled = adding.clone();
+    scaled["spec"]["replicas"] = 5.into();
+    assert!(mutate(&scaled, Operation::Update { old: &adding }, None).is_ok(), "kept as it was: accepted");
 }
 
 #[test]
@@ -220,10 +259,116 @@ fn restore_from_is_refused_on_an_update_that_adds_it_and_kept_on_one_that_keeps_
     let err = mutate(&adding, Operation::Update { old: &created }, None).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "annotation mysql-webhook.io/restore-from can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
+        "annotation mysql-webhook.io/restore-from (and mysql-webhook.io/restore-to-time) can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
     );
     let restored = with(created, &[("restore-from", "pvc://backups/orders/latest")]);
     let mut scaled = restored.clone();
     scaled["spec"]["replicas"] = 5.into();
     assert!(mutate(&scaled, Operation::Update { old: &restored }, None).is_ok(), "it stays on later updates");
+}
+
+fn expanded(object: &Value) -> Value {
+    let mutation = mutate(object, Operation::Create, None).expect("accepted").expect("opted in");
+    serde_json::to_value(mutation.expanded).unwrap()
+}
+
+fn names(containers: &Value) -> Vec<&str> {
+    containers.as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect()
+}
+
+#[test]
+fn binlog_archive_adds_a_read_only_shipper_and_the_rotation_and_leaves_with_the_annotation() {
+    let archiving = with(
+        base(),
+        &[
+            ("binlog-archive", "true"),
+            ("backup-target", "pvc://backups/orders"),
+            ("binlog-flush-interval", "2m"),
+        ],
+    );
+    let mutation = mutate(&archiving, Operation::Create, None).unwrap().unwrap();
+    assert!(
+        mutation
+            .plan
+            .defaults
+            .iter()
+            .any(|w| w.starts_with("binlog-archive to pvc://backups: every member mounts the claim")),
+        "{:?}",
+        mutation.plan.defaults
+    );
+    let sts = expanded(&archiving);
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(names(&pod["containers"]), ["mysql", "mariadb-backup", "ship-binlogs"]);
+    let shipper = &pod["containers"][2];
+    assert_eq!(
+        shipper["image"], "rclone/rclone:1.69.1",
+        "the client image: the database image has no S3 client"
+    );
+    let mounts: Vec<(&str, &str, bool)> = shipper["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap(), m["mountPath"].as_str().unwrap(), m["readOnly"] == true))
+        .collect();
+    assert_eq!(mounts, [("binlog-target", "/mnt/backup-target", false), ("data", "/var/lib/mysql", true)]);
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "binlog-target").unwrap();
+    assert_eq!(volume["persistentVolumeClaim"], serde_json::json!({"claimName": "backups"}));
+    let sidecar = pod["containers"][1]["command"][2].as_str().unwrap();
+    assert!(
+        sidecar.contains("while sleep 120; do") && sidecar.contains("-e 'FLUSH BINARY LOGS'"),
+        "{sidecar}"
+    );
+    let script = shipper["command"][2].as_str().unwrap();
+    assert!(script.contains("archive='/mnt/backup-target/orders/binlogs'"), "{script}");
+
+    // Removed on an update without it: nothing of the archive stays in the pod.
+    let mut update = with(sts.clone(), &[("binlog-archive", "false")]);
+    update["metadata"]["annotations"]
+        .as_object_mut()
+        .unwrap()
+        .remove("mysql-webhook.io/binlog-flush-interval");
+    let mutation = mutate(&update, Operation::Update { old: &sts }, None).unwrap().unwrap();
+    let pod = serde_json::to_value(&mutation.expanded).unwrap()["spec"]["template"]["spec"].clone();
+    assert_eq!(names(&pod["containers"]), ["mysql", "mariadb-backup"]);
+    assert!(!pod["volumes"].as_array().unwrap().iter().any(|v| v["name"] == "binlog-target"));
+    assert!(!pod["containers"][1]["command"][2].as_str().unwrap().contains("FLUSH BINARY LOGS"));
+}
+
+#[test]
+fn restore_to_time_replays_in_the_mysql_image_after_the_backup_is_prepared() {
+    let sts = expanded(&with(
+        base(),
+        &[("restore-from", "pvc://backups/orders/latest"), ("restore-to-time", "2026-12-02T03:00:00Z")],
+    ));
+    let pod = &sts["spec"]["template"]["spec"];
+    assert_eq!(
+        names(&pod["initContainers"]),
+        ["init-mysql", "fetch-backup", "clone-mysql", "replay-binlogs"]
+    );
+    let replay = &pod["initContainers"][3];
+    assert_eq!(replay["image"], "mariadb:11.4", "the server and mariadb-binlog");
+    let script = replay["command"][2].as_str().unwrap();
+    assert!(script.contains("TZ=UTC mariadb-binlog \"${start[@]}\" --stop-datetime="), "{script}");
+    assert!(script.contains("mariadbd --user=mysql") && script.contains("--skip-networking"), "{script}");
+    let fetch = pod["initContainers"][1]["command"][2].as_str().unwrap();
+    assert!(
+        fetch.contains("stop='2026-12-02T03:00:00Z'")
+            && fetch.contains("if expr \"$candidate\" \\> '20261202T030000Z'")
+    );
+    let clone = pod["initContainers"][2]["command"][2].as_str().unwrap();
+    assert!(clone.contains("replay-binlogs replays the binary logs on it, then moves it into place"));
+
+    let mysql = expanded(&with(
+        annotated("orders", "mysql:8.4"),
+        &[("restore-from", "pvc://backups/orders/latest"), ("restore-to-time", "2026-12-02T03:00:00Z")],
+    ));
+    let script = mysql["spec"]["template"]["spec"]["initContainers"][3]["command"][2].as_str().unwrap();
+    assert!(script.contains("TZ=UTC mysqlbinlog") && script.contains("mysqld --user=mysql"), "{script}");
+    assert!(script.contains("--skip-replica-start --mysqlx=OFF") && !script.contains("gtid"), "{script}");
+
+    let plain = expanded(&with(base(), &[("restore-from", "pvc://backups/orders/latest")]));
+    assert_eq!(
+        names(&plain["spec"]["template"]["spec"]["initContainers"]),
+        ["init-mysql", "fetch-backup", "clone-mysql"]
+    );
 }

@@ -3,7 +3,9 @@
 //! through the clone channel, to a directory (a PersistentVolumeClaim) and to an S3 server the
 //! test starts on 127.0.0.1 (moto, with Debian's rclone as the client); a new cluster annotated
 //! `restore-from` starts from it with exactly the same rows, and replicates. Retention, a
-//! corrupted backup and an interrupted one are checked the same way.
+//! corrupted backup and an interrupted one are checked the same way. Point in time: the members'
+//! own shipper archives the binary logs (to both kinds of target), and a cluster restored to a
+//! time between two writes has the first and not the second.
 //!
 //! Needs what `replication_e2e` needs, plus `rclone` (Debian) and `moto[server]` (PyPI);
 //! `.ci/run` installs them.
@@ -303,4 +305,215 @@ fn a_backup_with_one_flipped_byte_is_refused_at_restore_and_leaves_no_datadir() 
     let left: Vec<_> =
         std::fs::read_dir(restored.data_dir(0)).unwrap().flatten().map(|e| e.file_name()).collect();
     assert!(left.is_empty(), "nothing is left in the datadir: {left:?}");
+}
+
+/// Point in time: the source archives its binary logs (`binlog-archive`, the shipper and the
+/// rotation of the real pods) to `target`; after a backup, rows A are written, then the time T
+/// is taken, then rows B. Returns the backup's id and T.
+fn rows_a_time_b(source: &mut Cluster) -> (String, String) {
+    let log = source.run_backup_job(&[], &|| false).unwrap_or_else(|e| panic!("{e}"));
+    let id =
+        log.lines().find_map(|l| l.strip_prefix("backup ")?.split(':').next()).expect("an id").to_owned();
+    source.sql(0, "INSERT INTO shop.orders VALUES (10, 'a: after the backup'), (11, 'a: before T')");
+    // T is the next whole second: A's events carry an earlier second, B's a later one.
+    let now = time::OffsetDateTime::now_utc();
+    std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - now.nanosecond())));
+    let time = utc(time::OffsetDateTime::now_utc());
+    std::thread::sleep(Duration::from_millis(1200));
+    source.sql(0, "INSERT INTO shop.orders VALUES (20, 'b: after T'), (21, 'b: after T too')");
+    (id, time)
+}
+
+fn utc(time: time::OffsetDateTime) -> String {
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        time.year(),
+        u8::from(time.month()),
+        time.day(),
+        time.hour(),
+        time.minute(),
+        time.second()
+    )
+}
+
+/// Waits until the archive `remote` (an rclone remote of `rclone`) holds a binary log closed at
+/// or after `time`: the rotation and the shipper bring B's log there within the flush interval
+/// and a shipping round.
+fn wait_archived(rclone: &dyn Fn() -> Command, remote: &str, time: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let output = rclone().args(["cat", "--include", "*.meta", remote]).output().expect("running rclone");
+        let text = String::from_utf8_lossy(&output.stdout);
+        if text.lines().filter_map(|l| l.strip_prefix("closed ")).any(|closed| closed >= time) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no binary log closed after {time} in {remote}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Every archived log is complete (its `.meta` was written last, so every `.meta` has its log)
+/// and has the SHA-256 its `.meta` says; none was shipped twice, whatever the rounds.
+fn assert_archive_is_checked_and_shipped_once(archive: &Path, shipper_log: &str) {
+    use sha2::{Digest, Sha256};
+    let mut metas = 0;
+    for entry in std::fs::read_dir(archive).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(log) = name.strip_suffix(".meta") else { continue };
+        metas += 1;
+        let meta = std::fs::read_to_string(entry.path()).unwrap();
+        let data = std::fs::read(archive.join(log)).unwrap_or_else(|e| panic!("{log} has a .meta: {e}"));
+        let sha256: String = Sha256::digest(&data).iter().map(|b| format!("{b:02x}")).collect();
+        assert!(meta.contains(&format!("sha256 {sha256}\n")), "{log}: {meta}");
+        assert_eq!(shipper_log.matches(&format!("shipped {log} ")).count(), 1, "{log}:\n{shipper_log}");
+    }
+    assert!(metas >= 2, "at least the log before the backup and the one with B: {metas}");
+}
+
+/// The restored cluster has the source's rows up to T (A) and none after (B) on every member,
+/// and replicates a new row.
+fn assert_rows_up_to_the_time_and_replicating(restored: &Cluster) {
+    for ordinal in 0..3 {
+        assert_eq!(
+            restored.sql(ordinal, "SELECT GROUP_CONCAT(id ORDER BY id) FROM shop.orders"),
+            "1,2,3,10,11",
+            "member {ordinal}: the backup's rows and A, not B"
+        );
+    }
+    restored.sql(0, "INSERT INTO shop.orders VALUES (30, 'after restore')");
+    for ordinal in 1..3 {
+        restored.wait_for(ordinal, "SELECT item FROM shop.orders WHERE id = 30", "after restore");
+        let status = restored.replica_status(ordinal);
+        assert_eq!(
+            (status["Slave_IO_Running"].as_str(), status["Slave_SQL_Running"].as_str()),
+            ("Yes", "Yes")
+        );
+    }
+}
+
+const ARCHIVING: [(&str, &str); 3] =
+    [("backup-schedule", "0 3 * * *"), ("binlog-archive", "true"), ("binlog-flush-interval", "10s")];
+
+#[test]
+fn a_cluster_restored_to_a_time_from_a_directory_has_the_rows_before_it_and_not_after_and_replicates() {
+    let target = shared_claim("backups").join("pitr");
+    let mut annotations = ARCHIVING.to_vec();
+    annotations.push(("backup-target", "pvc://backups/pitr"));
+    let mut source = source_cluster(&annotations, |_| {});
+    let (id, time) = rows_a_time_b(&mut source);
+    let archive = target.join("binlogs").display().to_string();
+    let waited = wait_archived(&|| Command::new("rclone"), &archive, &time);
+    eprintln!("the binary log of B archived {:.1} s after it was written", waited.as_secs_f64() + 1.2);
+    assert!(
+        source.log(0, "ship-binlogs").contains("shipped mysql-0-bin.0000"),
+        "{}",
+        source.log(0, "ship-binlogs")
+    );
+    assert!(source.log(1, "ship-binlogs").contains("only the primary ships"));
+    assert_archive_is_checked_and_shipped_once(&target.join("binlogs"), &source.log(0, "ship-binlogs"));
+
+    let mut manifests = Manifests::mutate_with(
+        EXAMPLE,
+        &[("restore-from", &format!("pvc://backups/pitr/{id}")), ("restore-to-time", &time)],
+    );
+    manifests.secret = source.manifests.secret.clone();
+    let restored = Cluster::start(manifests, 3);
+    let replay = restored.log(0, "replay-binlogs");
+    assert!(replay.contains(&format!("restored backup {id} to {time}: replayed")), "{replay}");
+    assert_rows_up_to_the_time_and_replicating(&restored);
+
+    // Refused by fetch-backup, naming the backup and the problem, with nothing restored: a time
+    // the archive doesn't reach yet; a time before the backup ended (its id, its start, passes
+    // admission); a corrupt archived log.
+    let later = utc(time::OffsetDateTime::now_utc() + time::Duration::hours(1));
+    let failure = refused_restore(&source, "pvc://backups/pitr/latest", &later);
+    let prefix = format!("restore of backup {id} from /mnt/backup-target/pitr failed: ");
+    assert!(
+        failure.contains(&format!(
+            "{prefix}restore-to-time {later} is after the end of the archived binary logs"
+        )),
+        "{failure}"
+    );
+    let start =
+        format!("{}-{}-{}T{}:{}:{}Z", &id[0..4], &id[4..6], &id[6..8], &id[9..11], &id[11..13], &id[13..15]);
+    let failure = refused_restore(&source, &format!("pvc://backups/pitr/{id}"), &start);
+    assert!(
+        failure.contains(&format!(
+            "{prefix}restore-to-time {start} is before the end of the backup (finished at "
+        )),
+        "{failure}"
+    );
+    let newest = newest_archived_log(&target.join("binlogs"));
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&newest, bytes).unwrap();
+    let failure = refused_restore(&source, &format!("pvc://backups/pitr/{id}"), &time);
+    let name = newest.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(
+        failure.contains(&format!("{prefix}binary log {name}: checksum mismatch"))
+            && failure.contains("the archive is corrupt"),
+        "{failure}"
+    );
+}
+
+/// A restore of `from` to `time` that fetch-backup refuses: its message, with the datadir left empty.
+fn refused_restore(source: &Cluster, from: &str, time: &str) -> String {
+    let mut manifests = Manifests::mutate_with(EXAMPLE, &[("restore-from", from), ("restore-to-time", time)]);
+    manifests.secret = source.manifests.secret.clone();
+    let mut refused = Cluster::start(manifests, 0);
+    let failure = refused.try_start_pod(0).expect_err("the restore is refused");
+    let left: Vec<_> =
+        std::fs::read_dir(refused.data_dir(0)).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(left.is_empty(), "nothing is left in the datadir: {left:?}");
+    failure
+}
+
+/// The newest archived binary log in `archive` (the one with the highest number).
+fn newest_archived_log(archive: &Path) -> std::path::PathBuf {
+    let mut logs: Vec<_> = std::fs::read_dir(archive)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| archive.join(format!("{}.meta", p.file_name().unwrap().to_string_lossy())).exists())
+        .collect();
+    logs.sort();
+    logs.pop().expect("an archived log")
+}
+
+#[test]
+fn a_cluster_restored_to_a_time_from_s3_has_the_rows_before_it_and_not_after_and_replicates() {
+    let s3 = S3Server::start();
+    let mut annotations = ARCHIVING.to_vec();
+    annotations.extend([("backup-target", "s3://backups/shop/pitr"), ("backup-secret", "s3")]);
+    // The members' shipper reads the Secret: it exists before the first member starts.
+    let mut source = Cluster::start(Manifests::mutate_with(EXAMPLE, &annotations), 0);
+    let endpoint = source.expose_host_port(s3.port);
+    s3.connect(&mut source.manifests, &endpoint);
+    source.scale(3);
+    source.sql(0, ROWS);
+    source.wait_for(2, "SELECT COUNT(*) FROM shop.orders", "3");
+    let (id, time) = rows_a_time_b(&mut source);
+    wait_archived(&|| s3.rclone(), "s3:backups/shop/pitr/binlogs", &time);
+
+    // latest: the newest backup finished by the time.
+    let manifests = Manifests::mutate_with(
+        EXAMPLE,
+        &[
+            ("restore-from", "s3://backups/shop/pitr/latest"),
+            ("restore-to-time", &time),
+            ("backup-secret", "s3"),
+        ],
+    );
+    let mut restored = Cluster::start(manifests, 0);
+    restored.manifests.secret = source.manifests.secret.clone();
+    let endpoint = restored.expose_host_port(s3.port);
+    s3.connect(&mut restored.manifests, &endpoint);
+    restored.scale(3);
+    let fetch = restored.log(0, "fetch-backup");
+    assert!(fetch.contains(&format!("latest complete backup finished by {time}: {id}")), "{fetch}");
+    assert_rows_up_to_the_time_and_replicating(&restored);
 }

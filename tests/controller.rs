@@ -53,6 +53,19 @@ async fn reconcile(
     sts: Value,
     answer: Answer,
 ) -> (Result<Action, controller::Error>, Vec<Call>, Arc<Metrics>) {
+    let sts: Arc<StatefulSet> = Arc::new(serde_json::from_value(sts).unwrap());
+    against_mock(answer, |context| controller::reconcile(sts, context)).await
+}
+
+/// Runs `work` with a context whose API server is the mock answering with `answer`; returns
+/// its result, every call, and the metrics.
+async fn against_mock<F, T>(
+    answer: Answer,
+    work: impl FnOnce(Arc<Context>) -> F,
+) -> (T, Vec<Call>, Arc<Metrics>)
+where
+    F: std::future::Future<Output = T>,
+{
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let calls = Arc::new(Mutex::new(Vec::new()));
     let recorded = calls.clone();
@@ -84,10 +97,8 @@ async fn reconcile(
     });
     let metrics = Arc::new(Metrics::new());
     let context = Arc::new(Context::new(Client::new(service, "default"), metrics.clone()));
-    let sts: Arc<StatefulSet> = Arc::new(serde_json::from_value(sts).unwrap());
-    let result = tokio::time::timeout(Duration::from_secs(5), controller::reconcile(sts, context))
-        .await
-        .expect("the reconcile finishes");
+    let result =
+        tokio::time::timeout(Duration::from_secs(5), work(context)).await.expect("the work finishes");
     // Dropping the client closes the mock, which ends the server task.
     server.abort();
     let calls = calls.lock().unwrap().clone();
@@ -525,4 +536,165 @@ async fn a_timeout_is_transient_and_retried_soon() {
         controller::error_policy(sts, &error, idle_context(metrics)),
         Action::requeue(Duration::from_secs(15))
     );
+}
+
+/// A Job of the backup CronJob of `orders-db`, finished with `status`, maybe reported already.
+fn backup_job(name: &str, status: Value, reported: bool) -> k8s_openapi::api::batch::v1::Job {
+    let annotations =
+        if reported { json!({"mysql-webhook.io/backup-reported": "BackupSucceeded"}) } else { json!({}) };
+    serde_json::from_value(json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {
+            "name": name, "namespace": "shop", "uid": format!("uid-{name}"), "resourceVersion": "310",
+            "labels": {"mysql-webhook.io/backup-of": "orders-db", "app.kubernetes.io/managed-by": "mysql-webhook"},
+            "annotations": annotations
+        },
+        "status": status
+    }))
+    .unwrap()
+}
+
+fn succeeded_at(time: &str) -> Value {
+    json!({"completionTime": time, "succeeded": 1, "conditions": [
+        {"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}]})
+}
+
+fn failed_at(time: &str) -> Value {
+    json!({"failed": 2, "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+        "message": "Job has reached the specified backoff limit", "lastTransitionTime": time}]})
+}
+
+/// The cluster of the backup Jobs' tests: the StatefulSet exists; a Job patch is answered
+/// `job_patch` (200 echoes it).
+fn cluster_with_statefulset(job_patch: u16) -> Answer {
+    Box::new(move |call: &Call| match call.method.as_str() {
+        "GET" if call.uri.starts_with("/apis/apps/v1/namespaces/shop/statefulsets/orders-db") => {
+            (200, managed_statefulset())
+        }
+        "GET" => (404, not_found()),
+        "PATCH" if call.uri.contains("/jobs/") && job_patch != 200 => (job_patch, status(job_patch)),
+        "POST" => (201, call.body.clone()),
+        _ => (200, call.body.clone()),
+    })
+}
+
+async fn report(jobs: Vec<k8s_openapi::api::batch::v1::Job>, answer: Answer) -> (Vec<Call>, Arc<Metrics>) {
+    let (results, calls, metrics) = against_mock(answer, |context| async move {
+        let mut results = Vec::new();
+        for job in &jobs {
+            results.push(controller::report_backup_job(job, &context).await);
+        }
+        results
+    })
+    .await;
+    for result in results {
+        result.unwrap();
+    }
+    (calls, metrics)
+}
+
+fn events(calls: &[Call]) -> Vec<(String, String, String)> {
+    calls
+        .iter()
+        .filter(|c| c.uri.contains("/events"))
+        .map(|c| {
+            let text = |key: &str| c.body[key].as_str().unwrap_or_default().to_owned();
+            (text("type"), text("reason"), text("note"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn each_finished_backup_job_is_marked_reported_then_gets_one_event_on_its_statefulset() {
+    let jobs = vec![
+        backup_job("orders-db-backup-1", succeeded_at("2026-12-02T03:00:41Z"), false),
+        backup_job("orders-db-backup-2", failed_at("2026-12-03T03:02:00Z"), false),
+    ];
+    let (calls, metrics) = report(jobs, cluster_with_statefulset(200)).await;
+    let patches: Vec<(&str, &Value)> = calls
+        .iter()
+        .filter(|c| c.method == "PATCH" && c.uri.contains("/jobs/"))
+        .map(|c| (c.uri.split('?').next().unwrap(), &c.body))
+        .collect();
+    let mark = |reason| json!({"metadata": {"resourceVersion": "310", "annotations": {"mysql-webhook.io/backup-reported": reason}}});
+    assert_eq!(
+        patches,
+        [
+            ("/apis/batch/v1/namespaces/shop/jobs/orders-db-backup-1", &mark("BackupSucceeded")),
+            ("/apis/batch/v1/namespaces/shop/jobs/orders-db-backup-2", &mark("BackupFailed")),
+        ]
+    );
+    assert_eq!(
+        events(&calls),
+        [
+            (
+                "Normal".into(),
+                "BackupSucceeded".into(),
+                "backup Job orders-db-backup-1 succeeded at 2026-12-02T03:00:41Z: the backup is published and complete (kubectl logs job/orders-db-backup-1 --all-containers)".into()
+            ),
+            (
+                "Warning".into(),
+                "BackupFailed".into(),
+                "backup Job orders-db-backup-2 failed at 2026-12-03T03:02:00Z: BackoffLimitExceeded: Job has reached the specified backoff limit; no backup was published by it (kubectl logs job/orders-db-backup-2 --all-containers)".into()
+            ),
+        ]
+    );
+    for event in calls.iter().filter(|c| c.uri.contains("/events")) {
+        assert_eq!(event.body["regarding"]["kind"], "StatefulSet");
+        assert_eq!(event.body["regarding"]["name"], "orders-db");
+        assert_eq!(event.body["regarding"]["uid"], OWNER, "kubectl describe finds it");
+        assert_eq!(event.body["related"]["kind"], "Job");
+    }
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "mysql_webhook_last_backup_success_timestamp_seconds{namespace=\"shop\",statefulset=\"orders-db\"} 1796180441"
+        ),
+        "{text}"
+    );
+    assert!(text.contains(
+        "mysql_webhook_backup_jobs_total{namespace=\"shop\",statefulset=\"orders-db\",result=\"failed\"} 1"
+    ));
+}
+
+#[tokio::test]
+async fn a_reported_job_only_moves_the_metric_to_the_newest_success() {
+    let jobs = vec![
+        backup_job("orders-db-backup-3", succeeded_at("2026-12-04T03:00:10Z"), true),
+        backup_job("orders-db-backup-1", succeeded_at("2026-12-02T03:00:41Z"), true),
+        backup_job("orders-db-backup-4", json!({"active": 1}), false),
+    ];
+    let (calls, metrics) = report(jobs, cluster_with_statefulset(200)).await;
+    assert!(calls.is_empty(), "no call for reported or running Jobs: {calls:?}");
+    let text = metrics.encode();
+    assert!(
+        text.contains(
+            "mysql_webhook_last_backup_success_timestamp_seconds{namespace=\"shop\",statefulset=\"orders-db\"} 1796353210"
+        ),
+        "the newest of the successes, whatever the order: {text}"
+    );
+}
+
+#[tokio::test]
+async fn a_job_another_controller_reported_meanwhile_gets_no_second_event() {
+    let jobs = vec![backup_job("orders-db-backup-1", failed_at("2026-12-03T03:02:00Z"), false)];
+    for code in [409, 404] {
+        let (calls, metrics) = report(jobs.clone(), cluster_with_statefulset(code)).await;
+        assert!(events(&calls).is_empty(), "{code}");
+        assert!(!metrics.encode().contains("mysql_webhook_backup_jobs_total{"), "{code}");
+    }
+}
+
+#[tokio::test]
+async fn a_job_of_a_deleted_statefulset_is_left_alone_and_a_server_error_is_retried() {
+    let jobs = vec![backup_job("orders-db-backup-1", succeeded_at("2026-12-02T03:00:41Z"), false)];
+    let (calls, _) = report(jobs.clone(), empty_cluster()).await;
+    assert_eq!(writes(&calls), Vec::<(&str, &str)>::new(), "nothing marked, no Event");
+    let (result, _, _) = against_mock(cluster_with_statefulset(500), |context| async move {
+        controller::report_backup_job(&jobs[0], &context).await
+    })
+    .await;
+    let error = result.unwrap_err();
+    assert!(error.is_transient());
+    assert!(error.to_string().starts_with("cannot report backup Job orders-db-backup-1: "), "{error}");
 }

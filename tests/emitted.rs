@@ -70,6 +70,34 @@ fn inputs() -> Vec<String> {
         restored = common::with_annotation(restored, &format!("mysql-webhook.io/{key}"), value);
     }
     inputs.push(restored.to_string());
+    // Point in time, each flavor: archiving to S3, and a restore to a time from a claim while
+    // archiving to one (two claims: the restore's read-only, the archive's writable).
+    for (flavor, image) in
+        [("mysql-8.4", "mysql:8.4"), ("mysql-8.0", "mysql:8.0"), ("mariadb", "mariadb:11.4")]
+    {
+        let mut archiving = common::annotated("orders", image);
+        for (key, value) in [
+            ("flavor", flavor),
+            ("backup-target", "s3://company-backups/prod/orders"),
+            ("backup-secret", "orders-s3"),
+            ("binlog-archive", "true"),
+            ("binlog-flush-interval", "2m"),
+        ] {
+            archiving = common::with_annotation(archiving, &format!("mysql-webhook.io/{key}"), value);
+        }
+        inputs.push(archiving.to_string());
+        let mut to_time = common::annotated("orders-pitr", image);
+        for (key, value) in [
+            ("flavor", flavor),
+            ("backup-target", "pvc://backups/orders-pitr"),
+            ("binlog-archive", "true"),
+            ("restore-from", "pvc://backups/orders/latest"),
+            ("restore-to-time", "2026-12-02T14:30:00+01:00"),
+        ] {
+            to_time = common::with_annotation(to_time, &format!("mysql-webhook.io/{key}"), value);
+        }
+        inputs.push(to_time.to_string());
+    }
     inputs
 }
 

@@ -188,5 +188,21 @@ pub const VOLUME_BACKUP_SECRET: &str = "backup-secret";
 pub const BACKUP_SECRET_DIR: &str = "/etc/mysql-webhook/backup-secret";
 /// How long one backup Job may run before Kubernetes stops it.
 pub const BACKUP_DEADLINE_SECONDS: i64 = 6 * 3600;
+/// Point-in-time recovery: the primary's `ship-binlogs` container (client image) uploads each
+/// closed binary log under `<target>/binlogs/`; a restore to a time downloads them in
+/// `fetch-backup` and `replay-binlogs` (the mysql image: the server and its binlog tool) replays
+/// them before the datadir is moved into place.
+pub const CONTAINER_SHIP_BINLOGS: &str = "ship-binlogs";
+pub const CONTAINER_REPLAY_BINLOGS: &str = "replay-binlogs";
+/// The archive's claim, for a `pvc://` target (writable, unlike a restore's).
+pub const VOLUME_BINLOG_TARGET: &str = "binlog-target";
+/// Directory of the archived binary logs under the target's prefix.
+pub const BINLOG_ARCHIVE_DIR: &str = "binlogs";
+/// `binlog-flush-interval` when not set: 5 minutes.
+pub const DEFAULT_BINLOG_FLUSH_INTERVAL_SECONDS: u64 = 300;
 /// Label on backup Jobs and their pods, naming the StatefulSet (the controller watches by it).
 pub const LABEL_BACKUP: &str = "mysql-webhook.io/backup-of";
+/// Annotation the controller puts on a finished backup Job once it recorded its Event
+/// (`BackupSucceeded` or `BackupFailed`), so each Job is reported once, across restarts and
+/// replicas. Not a user annotation: it is on Jobs, never on a StatefulSet.
+pub const ANNOTATION_BACKUP_REPORTED: &str = "mysql-webhook.io/backup-reported";

@@ -53,6 +53,10 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
     }
     let clone_position = if plan.backups.restore.is_some() { 2 } else { 1 };
     upsert_at(init_containers, clone_position, clone_container(plan, names));
+    match replay_container(plan, names) {
+        Some(replay) => upsert_at(init_containers, clone_position + 1, replay),
+        None => init_containers.retain(|c| c.name != CONTAINER_REPLAY_BINLOGS),
+    }
 
     let sidecar_position = plan.mysql_container + 1;
     upsert_owned(&mut pod.containers, sidecar_position, sidecar_container(plan, names));
@@ -60,6 +64,12 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
         upsert_owned(&mut pod.containers, sidecar_position + 1, exporter_container());
     } else {
         pod.containers.retain(|c| c.name != CONTAINER_EXPORTER);
+    }
+    match shipper_container(plan, names) {
+        Some(shipper) => {
+            upsert_at(&mut pod.containers, sidecar_position + 1 + usize::from(plan.metrics), shipper)
+        }
+        None => pod.containers.retain(|c| c.name != CONTAINER_SHIP_BINLOGS),
     }
 
     let volumes = pod.volumes.get_or_insert_with(Vec::new);
@@ -95,6 +105,13 @@ pub fn expand(sts: &StatefulSet, plan: &Plan) -> StatefulSet {
     match plan.backups.restore.as_ref().and_then(|r| target_volume(&r.source, true)) {
         Some(volume) => upsert_by_name(volumes, volume, |v| &v.name),
         None => volumes.retain(|v| v.name != VOLUME_BACKUP_TARGET),
+    }
+    let archive_claim = plan.backups.binlog_archive.and(plan.backups.target.as_ref());
+    match archive_claim.and_then(|target| target_volume(target, false)) {
+        Some(volume) => {
+            upsert_by_name(volumes, Volume { name: VOLUME_BINLOG_TARGET.into(), ..volume }, |v| &v.name)
+        }
+        None => volumes.retain(|v| v.name != VOLUME_BINLOG_TARGET),
     }
 
     let affinity = pod.affinity.get_or_insert_with(Affinity::default);
@@ -285,6 +302,35 @@ fn restore_container(plan: &Plan, names: Names<'_>) -> Option<Container> {
     Some(container)
 }
 
+/// `replay-binlogs`, after `clone-mysql`, when `restore-to-time` is set: the mysql image has the
+/// server and the binlog tool the replay needs; root's password opens the restored data.
+fn replay_container(plan: &Plan, names: Names<'_>) -> Option<Container> {
+    plan.backups.restore.as_ref()?.to_time.as_ref()?;
+    Some(Container {
+        name: CONTAINER_REPLAY_BINLOGS.into(),
+        image: Some(plan.mysql_image.clone()),
+        command: bash(scripts::replay_binlogs(plan.flavor, names)),
+        volume_mounts: Some(vec![data_mount(), credentials_mount()]),
+        ..Default::default()
+    })
+}
+
+/// `ship-binlogs`, when `binlog-archive` is set: the client image (the database images carry
+/// no S3 client), the data volume read-only, the target (a claim as volume `binlog-target`).
+fn shipper_container(plan: &Plan, names: Names<'_>) -> Option<Container> {
+    plan.backups.binlog_archive?;
+    let target = plan.backups.target.as_ref()?;
+    let mut container = client_container(plan, target, CONTAINER_SHIP_BINLOGS, false);
+    container.command = Some(vec!["sh".into(), "-c".into(), scripts::ship_binlogs(names, target)]);
+    let mounts = container.volume_mounts.get_or_insert_with(Vec::new);
+    for mount in mounts.iter_mut().filter(|m| m.name == VOLUME_BACKUP_TARGET) {
+        mount.name = VOLUME_BINLOG_TARGET.into();
+    }
+    mounts.push(VolumeMount { read_only: Some(true), ..data_mount() });
+    container.resources = Some(requests("10m", "32Mi"));
+    Some(container)
+}
+
 fn clone_container(plan: &Plan, names: Names<'_>) -> Container {
     let script = if plan.backups.restore.is_some() {
         scripts::clone_restoring(plan.flavor, names)
@@ -305,7 +351,10 @@ fn sidecar_container(plan: &Plan, names: Names<'_>) -> Container {
     Container {
         name: plan.flavor.sidecar_name().into(),
         image: Some(plan.backup_image.clone()),
-        command: bash(scripts::sidecar(plan.flavor, names)),
+        command: bash(match plan.backups.binlog_archive {
+            Some(archive) => scripts::archiving_sidecar(plan.flavor, names, archive.flush_interval),
+            None => scripts::sidecar(plan.flavor, names),
+        }),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME_CLONE.into()),
             container_port: PORT_CLONE,

@@ -90,6 +90,28 @@ impl Flavor {
         if self.is_mariadb() { "mariadb" } else { "mysql" }
     }
 
+    /// The server binary of the mysql image (a restore to a time runs it on the restored data).
+    pub fn server(self) -> &'static str {
+        if self.is_mariadb() { "mariadbd" } else { "mysqld" }
+    }
+
+    /// The tool that turns binary logs into SQL (docs/mysql-sql.md, "Point-in-time recovery").
+    pub fn binlog_tool(self) -> &'static str {
+        if self.is_mariadb() { "mariadb-binlog" } else { "mysqlbinlog" }
+    }
+
+    /// Options of the private server a restore to a time replays binary logs into, besides the
+    /// datadir, socket and `--skip-networking --skip-log-bin`: replication stays stopped (8.4
+    /// knows only the `replica` spelling, 5.7 only the `slave` one) and MySQL 8's X plugin
+    /// listens nowhere (docs/mysql-sql.md, "Point-in-time recovery").
+    pub fn replay_server_options(self) -> &'static str {
+        match self {
+            Flavor::Mysql84 => "--skip-replica-start --mysqlx=OFF",
+            Flavor::Mysql80 => "--skip-slave-start --mysqlx=OFF",
+            Flavor::Mysql57 | Flavor::Mariadb => "--skip-slave-start",
+        }
+    }
+
     pub fn admin_client(self) -> &'static str {
         if self.is_mariadb() { "mariadb-admin" } else { "mysqladmin" }
     }

@@ -11,9 +11,9 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::consts::{ANNOTATION_RESTORE_FROM, ANNOTATION_STORAGE, VOLUME_DATA};
+use crate::consts::{ANNOTATION_RESTORE_FROM, ANNOTATION_RESTORE_TO_TIME, ANNOTATION_STORAGE, VOLUME_DATA};
 use crate::expand::expand;
-use crate::plan::{Plan, PlanError, parse_restore_from, plan};
+use crate::plan::{Plan, PlanError, parse_restore_from, parse_rfc3339, plan};
 
 /// What the request does to the object.
 #[derive(Debug, Clone, Copy)]
@@ -99,7 +99,10 @@ fn check_update(old: &StatefulSet, plan: &Plan, warnings: &mut Vec<String>) -> R
     if let Some(restore) = &plan.backups.restore {
         let before = old.metadata.annotations.as_ref().and_then(|a| a.get(ANNOTATION_RESTORE_FROM));
         let before = before.and_then(|value| parse_restore_from(value).ok());
-        if before != Some((restore.source.clone(), restore.id.clone())) {
+        let annotations = old.metadata.annotations.as_ref();
+        let time_before = annotations.and_then(|a| a.get(ANNOTATION_RESTORE_TO_TIME));
+        let time_before = time_before.and_then(|value| parse_rfc3339(value).ok());
+        if before != Some((restore.source.clone(), restore.id.clone())) || time_before != restore.to_time {
             return Err(PlanError::RestoreOnUpdate);
         }
     }

@@ -129,17 +129,13 @@ pub enum PlanError {
     )]
     BadClientImage { value: String },
     #[error(
-        "annotation {ANNOTATION_RESTORE_FROM} can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
+        "annotation {ANNOTATION_RESTORE_FROM} (and {ANNOTATION_RESTORE_TO_TIME}) can only be set when the StatefulSet is created (its first member is made from the backup then); to restore, create a new StatefulSet with it"
     )]
     RestoreOnUpdate,
     #[error(
         "annotation {ANNOTATION_MAX_LAG}: {value:?} is not accepted; use a duration from 1s to 24h such as 30s, 5m or 1h30m"
     )]
     BadMaxLag { value: String },
-    #[error(
-        "annotation {key}: point-in-time recovery is not available in this version (binary logs are not archived yet, so nothing could be replayed); remove it: {ANNOTATION_RESTORE_FROM} restores a backup as it was taken"
-    )]
-    PointInTimeNotAvailable { key: &'static str },
 }
 
 /// Where the flavor came from; said back to the user as a warning when it was derived.
@@ -273,6 +269,9 @@ pub struct Restore {
     pub source: Target,
     /// A backup id (`YYYYMMDDTHHMMSSZ`, the UTC time it started) or `latest`.
     pub id: String,
+    /// `restore-to-time`, in UTC to the second (`2026-12-02T03:00:00Z`): the binary logs archived
+    /// in `source` are replayed on top of the backup up to this instant, excluded.
+    pub to_time: Option<String>,
 }
 
 /// The backup annotations, resolved.
@@ -289,6 +288,16 @@ pub struct Backups {
     /// The image the S3 client (and every copy to or from a target) runs from.
     pub client_image: String,
     pub restore: Option<Restore>,
+    /// `binlog-archive`: the primary ships its closed binary logs to `target`.
+    pub binlog_archive: Option<BinlogArchive>,
+}
+
+/// `binlog-archive: "true"`, with `binlog-flush-interval`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BinlogArchive {
+    /// At most this many seconds between rotations of a binary log that has changes: the most
+    /// a lost primary can take with it that is not archived yet, plus one shipping round.
+    pub flush_interval: u64,
 }
 
 /// Is this StatefulSet opted in? `Ok(false)` for no annotation or `"false"`.
@@ -426,6 +435,13 @@ pub fn plan(sts: &StatefulSet, namespace: Option<&str>) -> Result<Option<Plan>, 
         ));
     }
 
+    if let (Some(_), Some(Target::Pvc { claim, .. })) = (backups.binlog_archive, &backups.target) {
+        defaults.push(format!(
+            "binlog-archive to pvc://{claim}: every member mounts the claim (only the primary writes to it), \
+             so it must be ReadWriteMany, or the members must share a node; s3:// has no such limit"
+        ));
+    }
+
     Ok(Some(Plan {
         namespace: sts.metadata.namespace.clone().or_else(|| namespace.map(str::to_owned)),
         config_map: name.clone(),
@@ -529,23 +545,20 @@ fn plan_backups(sts: &StatefulSet) -> Result<Backups, PlanError> {
         }
         (None, None) => None,
         (Some((source, id)), to_time) => {
+            // A backup id is its start time: a time before it is refused now. Whether the time is
+            // before the backup's end, or beyond the archived logs, only the target knows: the
+            // restore checks it (README "Backups and restore").
             if let (Some(time), Some(taken)) = (&to_time, backup_id_time(&id))
                 && *time < taken
             {
                 return Err(PlanError::RestoreTimeBeforeBackup { value: time.clone(), id, taken });
             }
-            // Validated above so that a mistake is reported as such; refused because nothing
-            // archives binary logs yet (README "Backups and restore").
-            if to_time.is_some() {
-                return Err(PlanError::PointInTimeNotAvailable { key: ANNOTATION_RESTORE_TO_TIME });
-            }
-            Some(Restore { source, id })
+            Some(Restore { source, id, to_time })
         }
     };
-    if archive {
-        return Err(PlanError::PointInTimeNotAvailable { key: ANNOTATION_BINLOG_ARCHIVE });
-    }
-    Ok(Backups { target, schedule, keep, secret, client_image, restore })
+    let binlog_archive = archive
+        .then(|| BinlogArchive { flush_interval: flush.unwrap_or(DEFAULT_BINLOG_FLUSH_INTERVAL_SECONDS) });
+    Ok(Backups { target, schedule, keep, secret, client_image, restore, binlog_archive })
 }
 
 /// `<target>/<backup-id>` or `<target>/latest`.
@@ -575,9 +588,9 @@ pub fn backup_id_time(id: &str) -> Option<String> {
     parse_rfc3339(&time).ok()
 }
 
-/// An RFC 3339 time, normalised to UTC with whole seconds (`2026-12-02T03:00:00Z`): what the
-/// scripts compare as strings and give `mariadb-binlog --stop-datetime`.
-fn parse_rfc3339(value: &str) -> Result<String, PlanError> {
+/// An RFC 3339 time, normalised to UTC with whole seconds (`2026-12-02T03:00:00Z`, a fraction
+/// dropped): what the scripts compare as strings and give `mariadb-binlog --stop-datetime`.
+pub fn parse_rfc3339(value: &str) -> Result<String, PlanError> {
     use time::format_description::well_known::Rfc3339;
     let bad = || PlanError::BadRestoreTime { value: value.into() };
     let time = time::OffsetDateTime::parse(value, &Rfc3339).map_err(|_| bad())?;

@@ -31,11 +31,11 @@
 //! single quotes) followed by a literal body, so the bodies need no escaping.
 
 use crate::consts::{
-    BACKUP_TARGET_DIR, CONFIG_PRIMARY, CONFIG_REPLICA, CONTAINER_FETCH_BACKUP, CREDENTIALS_DIR, DATA_DIR,
-    EXPORTER_CONFIG_DIR, EXPORTER_MAX_CONNECTIONS, EXPORTER_USER, INIT_CONF_DIR, INIT_CONFIG_MAP_DIR,
-    MYSQL_UID, PORT_CLONE, PORT_MYSQL, REPLICATION_USER, SCRATCH_DIR, SECRET_KEY_EXPORTER_PASSWORD,
-    SECRET_KEY_REPLICATION_PASSWORD, SECRET_KEY_ROOT_PASSWORD, SERVER_ID_OFFSET, TLS_CA_FILE, TLS_CERT_FILE,
-    TLS_DIR, TLS_KEY_FILE,
+    BACKUP_TARGET_DIR, BINLOG_ARCHIVE_DIR, CONFIG_PRIMARY, CONFIG_REPLICA, CONTAINER_FETCH_BACKUP,
+    CONTAINER_REPLAY_BINLOGS, CREDENTIALS_DIR, DATA_DIR, EXPORTER_CONFIG_DIR, EXPORTER_MAX_CONNECTIONS,
+    EXPORTER_USER, INIT_CONF_DIR, INIT_CONFIG_MAP_DIR, MYSQL_UID, PORT_CLONE, PORT_MYSQL, REPLICATION_USER,
+    SCRATCH_DIR, SECRET_KEY_EXPORTER_PASSWORD, SECRET_KEY_REPLICATION_PASSWORD, SECRET_KEY_ROOT_PASSWORD,
+    SERVER_ID_OFFSET, TLS_CA_FILE, TLS_CERT_FILE, TLS_DIR, TLS_KEY_FILE,
 };
 use crate::flavor::{Dialect, Flavor};
 use crate::plan::{Restore, Target};
@@ -311,7 +311,23 @@ if (( ordinal == first )); then
   fi
   rm -f "$staging"/*_binlog_info "$staging"/*_slave_info "$staging"/master*.info "$staging"/relay-log*.info \
     "$staging"/*relay-bin*
-  shopt -s dotglob
+  if [[ -f $restore/binlogs/list ]]; then
+    echo "backup $id prepared; {CONTAINER_REPLAY_BINLOGS} replays the binary logs on it, then moves it into place"
+    exit 0
+  fi
+{move}  echo "restored backup $id"
+  exit 0
+fi
+"#,
+        move = move_into_place(),
+    )
+}
+
+/// Moves the prepared copy in `$staging` into `$datadir` with `mysql/` last, so the datadir
+/// passes for initialised only once everything is there, then drops the downloaded backup.
+fn move_into_place() -> String {
+    format!(
+        r#"  shopt -s dotglob
   for entry in "$staging"/*; do
     [[ $entry == "$staging/mysql" ]] || mv "$entry" "$datadir"/
   done
@@ -319,9 +335,6 @@ if (( ordinal == first )); then
   rmdir "$staging"
   rm -rf "$restore"
   chown -R {MYSQL_UID}:{MYSQL_UID} "$datadir"
-  echo "restored backup $id"
-  exit 0
-fi
 "#
     )
 }
@@ -403,6 +416,16 @@ fi
 /// the Secret on the primary, start replication once from the pending statement on a fresh
 /// clone, then serve clones on 3307.
 pub fn sidecar(flavor: Flavor, names: Names<'_>) -> String {
+    sidecar_with(flavor, names, "")
+}
+
+/// The sidecar of a StatefulSet with `binlog-archive`: as [`sidecar`], and the primary rotates
+/// its binary log at least every `flush_interval` seconds ([`binlog_rotation`]).
+pub fn archiving_sidecar(flavor: Flavor, names: Names<'_>, flush_interval: u64) -> String {
+    sidecar_with(flavor, names, &binlog_rotation(flavor, flush_interval))
+}
+
+fn sidecar_with(flavor: Flavor, names: Names<'_>, rotation: &str) -> String {
     let client = flavor.client();
     let user = REPLICATION_USER;
     let tool = flavor.backup_tool();
@@ -470,7 +493,7 @@ SQL
   # At most once: after a restart the server resumes replication on its own.
   mv {PENDING_SQL} change_master_to.sql.orig
 fi
-echo "serving clones on port $port"
+{rotation}echo "serving clones on port $port"
 {serve}"#,
         sts = names.statefulset,
         svc = names.service,
@@ -842,12 +865,33 @@ done
     )
 }
 
+/// The shell function `field <key>` that reads a value of the manifest at `path` (one key per
+/// line, as `take-backup` writes it). POSIX sh.
+fn manifest_field(path: &str) -> String {
+    format!(
+        r#"field() {{ sed -n "s/^ *\"$1\": *\"\{{0,1\}}\([^\",]*\)\"\{{0,1\}},\{{0,1\}}$/\1/p" "{path}"; }}
+"#
+    )
+}
+
 /// `fetch-backup`, the init container of a restored StatefulSet (POSIX sh, in the client
 /// image): on the first member with an empty datadir, download the backup (the newest complete
-/// one for `latest`); check the SHA-256
-/// against the manifest and leave it in `.restore` only when it matches. Any failure names the
-/// backup and the problem and leaves nothing behind.
+/// one for `latest`; with `restore-to-time`, the newest finished by then); check the SHA-256
+/// against the manifest and, for a restore to a time, download and check the binary logs to
+/// replay ([`fetch_binlogs`]); leave it all in `.restore` only when everything matches. Any
+/// failure names the backup and the problem and leaves nothing behind.
 pub fn fetch_backup(names: Names<'_>, restore: &Restore) -> String {
+    let (latest, binlogs) = match &restore.to_time {
+        Some(time) => (latest_before(time), fetch_binlogs(time)),
+        None => (
+            r#"  id=$(complete_backups | tail -n 1)
+  [ -n "$id" ] || { id=latest; fail "there is no complete backup (none has a manifest)"; }
+  echo "latest complete backup: $id"
+"#
+            .to_owned(),
+            String::new(),
+        ),
+    };
     format!(
         r#"set -eu
 first={first}
@@ -870,30 +914,308 @@ fail() {{
   rm -rf "$download"
   exit 1
 }}
-rm -rf "$download"
+{field}rm -rf "$download"
 mkdir -p "$download"
 if [ "$id" = latest ]; then
-  id=$(complete_backups | tail -n 1)
-  [ -n "$id" ] || {{ id=latest; fail "there is no complete backup (none has a manifest)"; }}
-  echo "latest complete backup: $id"
-fi
+{latest}fi
 rclone copyto "$remote/$id/manifest.json" "$download/manifest.json" ||
   fail "it has no manifest.json: it does not exist or never completed"
 rclone copyto "$remote/$id/backup.xbstream.gz" "$download/backup.xbstream.gz" ||
   fail "its data (backup.xbstream.gz) can't be downloaded"
-field() {{ sed -n "s/^ *\"$1\": *\"\{{0,1\}}\([^\",]*\)\"\{{0,1\}},\{{0,1\}}$/\1/p" "$download/manifest.json"; }}
 expected=$(field sha256)
 actual=$(sha256sum "$download/backup.xbstream.gz" | cut -d ' ' -f 1)
 [ -n "$expected" ] || fail "its manifest has no sha256"
 [ "$expected" = "$actual" ] ||
   fail "checksum mismatch: the manifest says sha256 $expected, the data has $actual: the backup is corrupt"
-printf '%s\n' "$id" > "$download/id"
+{binlogs}printf '%s\n' "$id" > "$download/id"
 mv "$download" "$datadir/.restore"
 echo "backup $id downloaded and verified (sha256 $actual)"
 "#,
         first = names.first_ordinal,
         remote = remote(&restore.source),
         id = restore.id,
+        field = manifest_field("$download/manifest.json"),
+    )
+}
+
+/// `latest` with `restore-to-time`: the newest complete backup that finished by then (a backup
+/// id is its start time, so the later ones are skipped unread).
+fn latest_before(time: &str) -> String {
+    let stop_id: String = time.chars().filter(|c| !matches!(c, '-' | ':')).collect();
+    format!(
+        r#"  for candidate in $(complete_backups | sort -r); do
+    if expr "$candidate" \> '{stop_id}' > /dev/null; then
+      continue
+    fi
+    rclone copyto "$remote/$candidate/manifest.json" "$download/manifest.json" || continue
+    if ! expr "$(field finished)" \> '{time}' > /dev/null; then
+      id=$candidate
+      break
+    fi
+  done
+  [ "$id" != latest ] || fail "no complete backup finished at or before {time} (restore-to-time)"
+  echo "latest complete backup finished by {time}: $id"
+"#
+    )
+}
+
+/// The binary logs a restore to `time` replays, downloaded into `$download/binlogs` with their
+/// list and the time, each checked against its SHA-256. Refused, naming the backup and the
+/// problem: a time before the backup's end (its data already holds later changes), a time after
+/// the newest archived log was closed (the changes since are not archived: restoring to it would
+/// silently lose them), a missing log, a corrupt one. The logs needed are those closed after the
+/// backup started (and one before, in case the clocks of the Job's pod and the primary differ),
+/// from the backup's binlog file on when the manifest names one.
+fn fetch_binlogs(time: &str) -> String {
+    format!(
+        r#"stop='{time}'
+finished=$(field finished)
+started=$(field started)
+if expr "$finished" \> "$stop" > /dev/null; then
+  fail "restore-to-time $stop is before the end of the backup (finished at $finished): its data already holds changes made after that time; name an earlier backup, or a later time"
+fi
+archive="$remote/{BINLOG_ARCHIVE_DIR}"
+listing=$(rclone lsf --files-only --include '*.meta' "$archive" 2>&1) ||
+  fail "the binary log archive $archive can't be read: $listing"
+logs=$(printf '%s\n' "$listing" | sed -n 's/\.meta$//p' | sort)
+[ -n "$logs" ] || fail "the binary log archive $archive holds no binary log (is binlog-archive set on the source?)"
+mkdir -p "$download/binlogs"
+needed='' newest='' newest_closed='' bounded=''
+for log in $(printf '%s\n' "$logs" | sort -r); do
+  rclone copyto "$archive/$log.meta" "$download/binlogs/$log.meta" ||
+    fail "binary log $log: its .meta can't be downloaded"
+  closed=$(sed -n 's/^closed //p' "$download/binlogs/$log.meta")
+  if [ -z "$newest" ]; then
+    newest=$log newest_closed=$closed
+  fi
+  needed="$log $needed"
+  if expr "$closed" \< "$started" > /dev/null; then
+    bounded=1
+    break
+  fi
+done
+if expr "$newest_closed" \< "$stop" > /dev/null; then
+  fail "restore-to-time $stop is after the end of the archived binary logs (the newest, $newest, was closed at $newest_closed): later changes are not archived yet (the primary closes its log at least every binlog-flush-interval) or were lost; name a time up to $newest_closed"
+fi
+oldest=${{needed%% *}}
+if [ -z "$bounded" ]; then
+  case $oldest in
+    *.000001) ;;
+    *) fail "the binary log archive $archive begins at $oldest, closed after the backup started: the logs before it are missing" ;;
+  esac
+fi
+file=$(field binlog_file)
+if [ -n "$file" ]; then
+  from=''
+  for log in $needed; do
+    [ "$log" != "$file" ] || from=1
+    [ -z "$from" ] || trimmed="${{trimmed:-}} $log"
+  done
+  [ -n "$from" ] || fail "its binary log position is in $file, which the archive $archive does not hold"
+  needed=${{trimmed# }}
+elif [ -z "$(field gtid)" ]; then
+  fail "its manifest records no binary log position (binlog_file or gtid) to replay from"
+fi
+previous=''
+for log in $needed; do
+  # The log's number without its leading zeros (arithmetic would read them as octal).
+  number=${{log##*.}}
+  number=${{number#"${{number%%[!0]*}}"}}
+  number=${{number:-0}}
+  if [ -n "$previous" ] && [ "$number" -ne $((previous + 1)) ]; then
+    fail "binary log $log follows number $previous in the archive $archive: the logs between are missing"
+  fi
+  previous=$number
+  rclone copyto "$archive/$log" "$download/binlogs/$log" || fail "binary log $log can't be downloaded"
+  expected=$(sed -n 's/^sha256 //p' "$download/binlogs/$log.meta")
+  actual=$(sha256sum "$download/binlogs/$log" | cut -d ' ' -f 1)
+  [ "$expected" = "$actual" ] ||
+    fail "binary log $log: checksum mismatch: its .meta says sha256 $expected, the data has $actual: the archive is corrupt"
+  echo "$log" >> "$download/binlogs/list"
+done
+rm -f "$download"/binlogs/*.meta
+echo "$stop" > "$download/binlogs/stop"
+echo "binary logs $(tr '\n' ' ' < "$download/binlogs/list")downloaded and verified, to replay up to $stop"
+"#
+    )
+}
+
+/// `replay-binlogs`, the init container of a StatefulSet restored to a time (bash, in the mysql
+/// image, which has the server and its binlog tool): on the first member, after `clone-mysql`
+/// prepared the backup in `.clone`, start a private server on it (socket only, no binary log,
+/// replication stopped), pipe the archived logs into it from the backup's position (MariaDB: its
+/// GTID; MySQL: its file and position) up to `restore-to-time` (`--stop-datetime`, in UTC),
+/// stop it, and only then move the copy into place with `mysql/` last. A failure names the
+/// backup and the problem and removes the copy: the datadir is never half restored.
+pub fn replay_binlogs(flavor: Flavor, names: Names<'_>) -> String {
+    let start = if flavor.is_mariadb() {
+        r#"gtid=$(field gtid)
+if [[ -n $gtid ]]; then
+  start=(--start-position="$gtid")
+elif [[ -n $position ]]; then
+  start=(--start-position="$position")
+fi
+"#
+    } else {
+        r#"if [[ -n $position ]]; then
+  start=(--start-position="$position")
+fi
+"#
+    };
+    format!(
+        r#"set -euo pipefail
+{root_password}first={first}
+datadir={DATA_DIR}
+restore="$datadir/.restore"
+staging="$datadir/.clone"
+{ORDINAL}if (( ordinal != first )) || [[ -d $datadir/mysql || ! -f $restore/binlogs/list ]]; then
+  exit 0
+fi
+id=$(<"$restore/id")
+stop=$(<"$restore/binlogs/stop")
+socket=/tmp/replay.sock
+server=''
+fail() {{
+  echo "restore of backup $id to $stop failed: $*" >&2
+  if [[ -n $server ]]; then
+    kill "$server" 2>/dev/null || true
+    wait "$server" || true
+  fi
+  rm -rf "$staging"
+  exit 1
+}}
+[[ -d $staging/mysql ]] ||
+  fail "no prepared backup in $staging (an earlier replay failed and removed it): delete the pod to restore again"
+{field}position=$(field binlog_position)
+start=()
+{start}(( ${{#start[@]}} )) || fail "its manifest records no binary log position to replay from"
+mapfile -t logs < "$restore/binlogs/list"
+chown -R mysql:mysql "$staging"
+echo "replaying binary logs ${{logs[*]}} on backup $id (${{start[*]}}) up to $stop"
+{server} --user=mysql --datadir="$staging" --socket="$socket" --pid-file=/tmp/replay.pid --skip-networking \
+  --skip-log-bin {options} > /tmp/replay-server.log 2>&1 &
+server=$!
+until {admin} --socket="$socket" -u root ping > /dev/null 2>&1; do
+  kill -0 "$server" 2>/dev/null ||
+    fail "the server did not start on the prepared backup: $(tail -n 20 /tmp/replay-server.log)"
+  sleep 1
+done
+cd "$restore/binlogs"
+# --stop-datetime is read in the tool's time zone: UTC, like the annotation once normalised.
+stop_local=${{stop%Z}}
+if ! TZ=UTC {tool} "${{start[@]}}" --stop-datetime="${{stop_local/T/ }}" "${{logs[@]}}" |
+  {client} --socket="$socket" -u root; then
+  fail "replaying the binary logs failed (the error is above)"
+fi
+cd /
+{admin} --socket="$socket" -u root shutdown || fail "the server did not shut down"
+wait "$server" || true
+server=''
+{move}echo "restored backup $id to $stop: replayed ${{#logs[@]}} binary logs"
+"#,
+        first = names.first_ordinal,
+        root_password = root_password(),
+        field = manifest_field("$restore/manifest.json"),
+        server = flavor.server(),
+        options = flavor.replay_server_options(),
+        admin = flavor.admin_client(),
+        tool = flavor.binlog_tool(),
+        client = flavor.client(),
+        move = move_into_place(),
+    )
+}
+
+/// `ship-binlogs`, a container of every member when `binlog-archive` is set (POSIX sh, in the
+/// client image, with the data volume read-only): on the primary, every 10 s, uploads each
+/// closed binary log (all but the last of the index file) that the archive lacks, under a
+/// temporary name, renamed when complete, then its `.meta` (SHA-256, size, and when it was
+/// closed: its last write, the rotation) last, so a log without one is incomplete. Idempotent: a
+/// log with a `.meta` is not sent again, and one whose archived copy has another size (a new
+/// datadir reusing the names) stops the shipper with the reason, never overwritten. On the
+/// other members it waits: only the primary writes binary logs here.
+pub fn ship_binlogs(names: Names<'_>, target: &Target) -> String {
+    format!(
+        r#"set -eu
+first={first}
+archive='{remote}/{BINLOG_ARCHIVE_DIR}'
+datadir={DATA_DIR}
+trap 'exit 0' TERM INT
+# The container runtime sets HOSTNAME (the pod's name) in every container's environment.
+# shellcheck disable=SC3028
+pod=$HOSTNAME
+if [ "${{pod##*-}}" != "$first" ]; then
+  echo "$pod is a replica: only the primary ships binary logs"
+  while :; do
+    sleep 3600 &
+    wait $! || true
+  done
+fi
+index="$datadir/$pod-bin.index"
+ship() {{
+  [ -f "$index" ] || return 0
+  archived=$(rclone lsf --files-only --format ps --separator ' ' "$archive") || return 1
+  count=$(grep -c . "$index" || true)
+  n=0
+  while IFS= read -r entry; do
+    n=$((n + 1))
+    # The last one is the active log.
+    [ "$n" -lt "$count" ] || break
+    log=${{entry##*/}}
+    size=$(stat -c %s "$datadir/$log") || return 1
+    if printf '%s\n' "$archived" | grep -q "^$log\.meta "; then
+      printf '%s\n' "$archived" | grep -qx "$log $size" && continue
+      echo "binary log $log in $archive is not this server's (another size): a new datadir reuses the names; archiving stops: give the StatefulSet a new backup-target prefix" >&2
+      exit 1
+    fi
+    sha256=$(sha256sum "$datadir/$log" | cut -d ' ' -f 1) || return 1
+    closed=$(date -u -r "$datadir/$log" +%Y-%m-%dT%H:%M:%SZ) || return 1
+    rclone copyto "$datadir/$log" "$archive/$log.partial" || return 1
+    rclone moveto "$archive/$log.partial" "$archive/$log" || return 1
+    printf 'sha256 %s\nsize %s\nclosed %s\n' "$sha256" "$size" "$closed" | rclone rcat "$archive/$log.meta" ||
+      return 1
+    echo "shipped $log ($size bytes, sha256 $sha256, closed $closed)"
+  done < "$index"
+}}
+rclone mkdir "$archive"
+echo "shipping the closed binary logs of $pod to $archive"
+while :; do
+  ship || echo "shipping failed; retrying in 10 s" >&2
+  sleep 10 &
+  wait $! || true
+done
+"#,
+        first = names.first_ordinal,
+        remote = remote(target),
+    )
+}
+
+/// The primary's rotation of its binary log when archiving (bash, in the sidecar, in the
+/// background; the binary log is `<pod>-bin`, the name `log-bin` without a value gives): every `interval` seconds, `FLUSH BINARY LOGS` when the active log changed since
+/// the last rotation, so a change waits at most that long to be in a closed log the shipper
+/// sends, and an idle server makes no empty logs.
+fn binlog_rotation(flavor: Flavor, interval: u64) -> String {
+    format!(
+        r#"if (( ordinal == first )); then
+  # Archiving: the loss window is bounded by this rotation (README "Backups and restore").
+  (
+    index="{DATA_DIR}/$HOSTNAME-bin.index"
+    state() {{
+      local active
+      active=$(tail -n 1 "$index")
+      echo "$active $(stat -c %s "{DATA_DIR}/${{active##*/}}")"
+    }}
+    last=''
+    while sleep {interval}; do
+      [[ -f $index ]] || continue
+      if [[ $(state) != "$last" ]] && {client} -h 127.0.0.1 -u root -e 'FLUSH BINARY LOGS'; then
+        sleep 1
+        last=$(state) || last=''
+      fi
+    done
+  ) &
+fi
+"#,
+        client = flavor.client(),
     )
 }
 
