@@ -57,6 +57,13 @@ impl ClusterLookup {
     }
 }
 
+impl ClusterLookup {
+    /// The watch cache of managed StatefulSets, shared with the audit.
+    pub fn cache(&self) -> Store<StatefulSet> {
+        self.cache.clone()
+    }
+}
+
 fn is_managed(statefulset: &StatefulSet) -> bool {
     statefulset
         .metadata
