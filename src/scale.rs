@@ -55,9 +55,7 @@ impl ClusterLookup {
         let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED}=true"));
         ClusterLookup::new(client, crate::watch_cache::spawn(api, managed, "StatefulSet (scale requests)"))
     }
-}
 
-impl ClusterLookup {
     /// The watch cache of managed StatefulSets, shared with the audit.
     pub fn cache(&self) -> Store<StatefulSet> {
         self.cache.clone()
