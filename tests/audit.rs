@@ -372,6 +372,50 @@ async fn a_statefulset_with_a_bad_exceptions_annotation_gets_an_error_result() {
     assert!(report["results"][0]["message"].as_str().unwrap().contains("named twice"), "{report}");
 }
 
+/// Waits until `calls` holds `count` report writes; their bodies.
+async fn report_writes(calls: &Calls, count: usize) -> Vec<Value> {
+    for _ in 0..300 {
+        let written: Vec<Value> = reports(&calls.lock().unwrap()).iter().map(|c| c.body.clone()).collect();
+        if written.len() >= count {
+            return written;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {count} reports written within 15 s");
+}
+
+#[tokio::test]
+async fn the_loop_audits_once_the_cache_is_ready_again_after_a_reload_and_stops_on_shutdown() {
+    let audit = audit(Box::new(mock_api::accepting));
+    let (reader, mut writer) = reflector::store::<StatefulSet>();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        let mut stopped = stopped;
+        let _ = stopped.wait_for(|stop| *stop).await;
+    };
+    let Audit { auditor, calls, policies, _dir: dir, .. } = audit;
+    // An hour: every round after the first is the reload's.
+    let running = tokio::spawn(auditor.run(reader, Duration::from_secs(3600), shutdown));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(reports(&calls.lock().unwrap()).is_empty(), "no round before the cache has listed");
+    writer.apply_watcher_event(&watcher::Event::Init);
+    let orders: StatefulSet = serde_json::from_value(managed("orders", "shop", 4)).unwrap();
+    writer.apply_watcher_event(&watcher::Event::InitApply(orders));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let first = report_writes(&calls, 1).await;
+    assert_eq!(results(&first[0]), [pair("quorum", "fail"), pair("resources", "warn")]);
+    // The platform team puts quorum in warn mode: the reload is audited at once.
+    let warn = POLICIES.replace("builtin:replica-quorum\n", "builtin:replica-quorum\n  mode: warn\n");
+    std::fs::write(dir.path().join("policies.yaml"), warn).unwrap();
+    assert!(matches!(policies.reload_if_changed(), Some(Ok(()))));
+    let second = report_writes(&calls, 2).await;
+    assert_eq!(results(&second[1]), [pair("quorum", "warn"), pair("resources", "warn")]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(reports(&calls.lock().unwrap()).len(), 2, "no round without a reload within the hour");
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running).await.expect("the loop stops").unwrap();
+}
+
 fn serve_args(extra: &[&str]) -> Result<AuditInterval, clap::Error> {
     let mut args = vec!["mysql-webhook", "serve", "--dev"];
     args.extend_from_slice(extra);
