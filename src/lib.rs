@@ -3,6 +3,7 @@
 //!
 //! - [`server`]: the HTTPS admission webhook (axum over rustls), its TLS reloading and draining;
 //! - [`controller`]: the companion controller (kube-runtime, server-side apply);
+//! - [`audit`]: the policies on what already runs, PolicyReports and Events;
 //! - [`policy`]: the WebAssembly policy host (wasmtime), `policies.yaml` and reloads;
 //! - [`scale`]: finding the parent StatefulSet of a Scale in the cluster;
 //! - [`namespaces`]: namespace labels for the policies' scopes, from a watch cache;
@@ -14,6 +15,7 @@
 // Denied, not forbidden: loading a precompiled policy is the one unsafe call (policy::host).
 #![deny(unsafe_code)]
 
+pub mod audit;
 pub mod backups;
 pub mod certs;
 pub mod cli;

@@ -37,6 +37,7 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
         policies: args.policies,
         policy_cache: args.policy_cache.or_else(mysql_webhook::policy::default_cache_dir),
         controller: !args.no_controller,
+        audit_interval: args.audit_interval.0,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(server::run(config))?;

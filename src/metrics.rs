@@ -2,7 +2,7 @@
 //! outcome, latency, requests in flight, certificate reloads and expiry, controller reconciles,
 //! failures and duration, policy evaluations by policy and outcome with their latency, policy
 //! set reloads, exceptions used and refused, the last good backup per StatefulSet and the backup
-//! Jobs reported, build info. One
+//! Jobs reported, the audit's results, last round and report writes, build info. One
 //! [`Metrics`] per process, shared by the handlers and the certificate reloader.
 
 use std::time::Instant;
@@ -61,6 +61,12 @@ pub struct BackupJobLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyResultLabels {
+    pub policy: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabels {
     pub version: &'static str,
 }
@@ -82,6 +88,9 @@ pub struct Metrics {
     policy_exceptions: Family<PolicyOutcomeLabels, Counter>,
     last_backup_success: Family<StatefulSetLabels, Gauge>,
     backup_jobs: Family<BackupJobLabels, Counter>,
+    audit_results: Family<PolicyResultLabels, Gauge>,
+    audit_last_run: Gauge,
+    audit_report_writes: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -180,10 +189,31 @@ impl Metrics {
             "Finished backup Jobs reported by an Event, by StatefulSet and result (succeeded, failed)",
             backup_jobs.clone(),
         );
+        let audit_results = Family::<PolicyResultLabels, Gauge>::default();
+        registry.register(
+            "audit_results",
+            "Managed StatefulSets by policy and result (pass, fail, warn, error, skip) at the last audit round",
+            audit_results.clone(),
+        );
+        let audit_last_run = Gauge::default();
+        registry.register(
+            "audit_last_run_timestamp_seconds",
+            "When the last audit round finished (Unix time)",
+            audit_last_run.clone(),
+        );
+        let audit_report_writes = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "audit_report_writes",
+            "PolicyReport writes by result (success, failure, crd_missing: the PolicyReport CRD is not installed)",
+            audit_report_writes.clone(),
+        );
         Metrics {
             registry,
             last_backup_success,
             backup_jobs,
+            audit_results,
+            audit_last_run,
+            audit_report_writes,
             policy_exceptions,
             policy_evaluations,
             policy_duration,
@@ -275,6 +305,26 @@ impl Metrics {
         let labels =
             BackupJobLabels { namespace: namespace.to_owned(), statefulset: statefulset.to_owned(), result };
         self.backup_jobs.get_or_create(&labels).inc();
+    }
+
+    /// The results of an audit round, replacing the last round's (a policy removed from the set
+    /// leaves the metric).
+    pub fn set_audit_results(&self, counts: &std::collections::BTreeMap<(String, &'static str), i64>) {
+        self.audit_results.clear();
+        for ((policy, result), count) in counts {
+            self.audit_results
+                .get_or_create(&PolicyResultLabels { policy: policy.clone(), result })
+                .set(*count);
+        }
+    }
+
+    pub fn set_audit_last_run(&self, unix_seconds: i64) {
+        self.audit_last_run.set(unix_seconds);
+    }
+
+    /// A PolicyReport write: `success`, `failure` or `crd_missing`.
+    pub fn record_report_write(&self, result: &'static str) {
+        self.audit_report_writes.get_or_create(&ResultLabels { result }).inc();
     }
 
     /// The OpenMetrics text exposition.

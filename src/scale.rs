@@ -55,6 +55,11 @@ impl ClusterLookup {
         let managed = watcher::Config::default().labels(&format!("{LABEL_MANAGED}=true"));
         ClusterLookup::new(client, crate::watch_cache::spawn(api, managed, "StatefulSet (scale requests)"))
     }
+
+    /// The watch cache of managed StatefulSets, shared with the audit.
+    pub fn cache(&self) -> Store<StatefulSet> {
+        self.cache.clone()
+    }
 }
 
 fn is_managed(statefulset: &StatefulSet) -> bool {

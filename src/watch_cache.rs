@@ -1,6 +1,7 @@
 //! A watch cache of cluster objects the shells read on every request, kept current by a
-//! kube-runtime reflector in the background (StatefulSets for scale requests in `scale`,
-//! Namespaces for policy scopes in `namespaces`): one way of starting and logging them.
+//! kube-runtime reflector in the background (StatefulSets for scale requests in `scale` and the
+//! audit in `audit`, Namespaces for policy scopes in `namespaces`): one way of starting and
+//! logging them.
 
 use std::fmt::Debug;
 use std::hash::Hash;

@@ -40,11 +40,20 @@ fn rendered_overlays() -> (tempfile::TempDir, Vec<(&'static str, Vec<Value>)>) {
         "resources:\n- ../cert-manager\ncomponents:\n- ../../components/policies\n",
     )
     .unwrap();
+    // The policy-reports component, added as its kustomization says.
+    let with_reports = deploy.join("overlays/with-policy-reports");
+    std::fs::create_dir(&with_reports).unwrap();
+    std::fs::write(
+        with_reports.join("kustomization.yaml"),
+        "resources:\n- ../self-signed\ncomponents:\n- ../../components/policy-reports\n",
+    )
+    .unwrap();
     let rendered = vec![
         ("base", common::kustomize(&deploy.join("base"))),
         ("self-signed", common::kustomize(&deploy.join("overlays/self-signed"))),
         ("cert-manager", common::kustomize(&deploy.join("overlays/cert-manager"))),
         ("with-policies", common::kustomize(&with_policies)),
+        ("with-policy-reports", common::kustomize(&with_reports)),
     ];
     (dir, rendered)
 }
@@ -87,6 +96,38 @@ fn the_policies_component_mounts_its_policy_set_and_the_set_loads() {
     let file = dir.path().join("policies.yaml");
     std::fs::write(&file, config_map["data"]["policies.yaml"].as_str().unwrap()).unwrap();
     common::assert_example_passes_check(&file);
+}
+
+#[test]
+fn the_policy_reports_component_installs_the_policyreport_crd_the_audit_writes_and_rbac_allows_it() {
+    let (_dir, rendered) = rendered_overlays();
+    let (_, documents) = &rendered[4];
+    let crd = documents.iter().find(|d| d["kind"] == "CustomResourceDefinition").expect("the CRD");
+    assert_eq!(crd["metadata"]["name"], "policyreports.wgpolicyk8s.io");
+    assert_eq!(crd["spec"]["scope"], "Namespaced");
+    let versions: Vec<&Value> =
+        crd["spec"]["versions"].as_array().unwrap().iter().map(|v| &v["name"]).collect();
+    assert_eq!(versions, ["v1alpha2"], "the version the audit writes");
+    // Least privilege: create and patch (server-side apply) on policyreports, nothing more,
+    // granted in deploy/base so that a CRD installed by another tool works too.
+    let (_, base) = &rendered[0];
+    let role = base.iter().find(|d| d["kind"] == "ClusterRole").unwrap();
+    let rules: Vec<&Value> = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["apiGroups"].as_array().unwrap().contains(&Value::from("wgpolicyk8s.io")))
+        .collect();
+    assert_eq!(
+        rules,
+        [
+            &serde_json::json!({"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["create", "patch"]})
+        ]
+    );
+    assert!(
+        !rendered[1].1.iter().any(|d| d["kind"] == "CustomResourceDefinition"),
+        "only with the component"
+    );
 }
 
 #[test]

@@ -127,6 +127,11 @@ fn matrix() -> Vec<(&'static str, Value, Vec<&'static str>)> {
         ),
         ("settings", settings(), vec![]),
         (
+            "audit-and-reports",
+            json!({"audit": {"interval": "30m"}, "policyReports": {"installCRD": true}}),
+            vec![],
+        ),
+        (
             "existing-secret",
             json!({"certificates": {"existingSecret": "corp-tls", "caBundle": ca_bundle()}}),
             vec![],
@@ -282,6 +287,7 @@ fn a_packaged_chart_holds_the_files_of_deploy_and_renders_the_same() {
         "kustomize/base/webhooks.yaml",
         "kustomize/cert-manager/certificate.yaml",
         "kustomize/policies/kustomization.yaml",
+        "kustomize/policy-reports/crd.yaml",
     ] {
         assert!(listing.lines().any(|l| l == format!("mysql-webhook/{file}")), "{file} in {listing}");
     }
@@ -394,6 +400,39 @@ fn a_policy_set_renders_the_policies_component_and_the_set_loads() {
     let dir = tempfile::tempdir().unwrap();
     let file = common::write_policies(dir.path(), from_chart["data"]["policies.yaml"].as_str().unwrap());
     common::assert_example_passes_check(&file);
+}
+
+#[test]
+fn policy_reports_install_the_components_crd_kept_on_uninstall_and_the_audit_interval_is_passed_on() {
+    let values = json!({"audit": {"interval": "30m"}, "policyReports": {"installCRD": true}});
+    let mut chart = template(&values, &[]);
+    take_ca_bundles(&mut chart);
+    let mut chart = by_key(&chart, is_secret);
+    let overlay =
+        kustomize_overlay("resources:\n- ../../base\ncomponents:\n- ../../components/policy-reports\n");
+    let mut overlay = by_key(&overlay, is_namespace);
+    let key = "CustomResourceDefinition/policyreports.wgpolicyk8s.io";
+    let (Some(mut from_chart), Some(from_component)) = (chart.remove(key), overlay.remove(key)) else {
+        panic!("both render {key}")
+    };
+    let annotations = from_chart["metadata"]["annotations"].as_object_mut().unwrap();
+    assert_eq!(annotations.remove("helm.sh/resource-policy"), Some(json!("keep")));
+    // kustomize gives deploy/base's labels to the base's objects only.
+    from_chart["metadata"].as_object_mut().unwrap().remove("labels");
+    assert_eq!(from_chart, from_component);
+    // The interval reaches the container; everything else is deploy/base's.
+    let env = |objects: &mut BTreeMap<String, Value>| {
+        let deployment = objects.get_mut("Deployment/mysql-webhook").unwrap();
+        let env = &mut deployment["spec"]["template"]["spec"]["containers"][0]["env"];
+        let list = env.as_array_mut().unwrap();
+        let position = list.iter().position(|e| e["name"] == "MYSQL_WEBHOOK_AUDIT_INTERVAL");
+        position.map(|index| list.remove(index))
+    };
+    assert_eq!(env(&mut chart), Some(json!({"name": "MYSQL_WEBHOOK_AUDIT_INTERVAL", "value": "30m"})));
+    assert_eq!(env(&mut overlay), None);
+    assert_same_objects(&chart, &overlay, "audit-and-reports");
+    let default = template(&json!({}), &[]);
+    assert!(!default.iter().any(|d| d["kind"] == "CustomResourceDefinition"), "no CRD unless asked");
 }
 
 #[test]
@@ -579,6 +618,7 @@ fn the_schema_and_the_templates_refuse_bad_values_with_a_message_naming_them() {
             "/policies/set/0/mode",
         ),
         (json!({"certManager": {"issuerRef": {"kind": "Issuer"}}}), "/certManager/issuerRef"),
+        (json!({"audit": {"interval": "1d"}}), "/audit/interval"),
         (json!({"certificates": {"existingSecret": "corp-tls"}}), "certificates.caBundle"),
         (
             json!({"certManager": {"enabled": true}, "certificates": {"existingSecret": "corp-tls", "caBundle": ca_bundle()}}),

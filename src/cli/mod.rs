@@ -90,9 +90,22 @@ pub struct ServeArgs {
     /// Don't run the companion controller.
     #[arg(long, env = "MYSQL_WEBHOOK_NO_CONTROLLER")]
     pub no_controller: bool,
+    /// How often the controller audits every managed StatefulSet against the policies (also
+    /// at start and after every reload of the set): 30m, 1h, 1h30m…, from 1m to 168h; 0 turns
+    /// the audit off.
+    #[arg(long, env = "MYSQL_WEBHOOK_AUDIT_INTERVAL", value_name = "DURATION", default_value = "1h", value_parser = parse_audit_interval)]
+    pub audit_interval: AuditInterval,
     /// Log format.
     #[arg(long, env = "MYSQL_WEBHOOK_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+}
+
+/// `--audit-interval`: `None` when 0 turned the audit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditInterval(pub Option<std::time::Duration>);
+
+fn parse_audit_interval(text: &str) -> Result<AuditInterval, String> {
+    mysql_webhook_core::audit::parse_interval(text).map(AuditInterval)
 }
 
 impl ServeArgs {

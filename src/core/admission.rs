@@ -268,7 +268,7 @@ impl Request {
 }
 
 /// Drops what the API server and kubectl keep for themselves from a copy the policies see.
-fn strip_bookkeeping(sts: &mut StatefulSet) {
+pub(crate) fn strip_bookkeeping(sts: &mut StatefulSet) {
     sts.metadata.managed_fields = None;
     if let Some(annotations) = sts.metadata.annotations.as_mut() {
         annotations.remove(LAST_APPLIED_ANNOTATION);

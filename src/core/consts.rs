@@ -78,6 +78,20 @@ pub const LABEL_NAMESPACE_NAME: &str = "kubernetes.io/metadata.name";
 /// Server-side apply field manager of the controller.
 pub const FIELD_MANAGER: &str = "mysql-webhook.io";
 
+/// The wg-policy PolicyReport the audit writes, one per managed StatefulSet (README.md, "Audit and
+/// policy reports"); its CRD is in deploy/components/policy-reports.
+pub const REPORT_GROUP: &str = "wgpolicyk8s.io";
+pub const REPORT_VERSION: &str = "v1alpha2";
+pub const REPORT_API_VERSION: &str = "wgpolicyk8s.io/v1alpha2";
+pub const REPORT_KIND: &str = "PolicyReport";
+pub const REPORT_PLURAL: &str = "policyreports";
+/// A report is named this prefix and its StatefulSet's name.
+pub const REPORT_NAME_PREFIX: &str = "mysql-webhook-";
+/// Result property naming the annotation that excepted the StatefulSet from a policy.
+pub const REPORT_PROPERTY_EXCEPTION: &str = "exception";
+/// The user the audit's requests carry, so policies that look at `userInfo` see someone.
+pub const AUDIT_USER: &str = "mysql-webhook-audit";
+
 /// The AdmissionReview version the webhook reads and answers (`admissionReviewVersions: ["v1"]`).
 pub const ADMISSION_API_VERSION: &str = "admission.k8s.io/v1";
 pub const ADMISSION_REVIEW_KIND: &str = "AdmissionReview";

@@ -7,11 +7,14 @@
 //! per-server facts of [`flavor`]); [`companions`] renders the objects beside it; [`mutate`]
 //! turns the expansion into the minimal JSON Patch; [`admission`] decides what `/mutate` and
 //! `/validate` answer for a review; [`manifests`] and [`yaml`] do the same for the CLI's
-//! documents; [`scope`] decides which policies judge which StatefulSet; [`backup_jobs`] what a finished backup Job means. The shared parsers: [`quantity`], [`image`], [`names`].
+//! documents; [`scope`] decides which policies judge which StatefulSet; [`backup_jobs`] what a finished
+//! backup Job means; [`audit`] what the audit of running StatefulSets reports, and when. The shared
+//! parsers: [`quantity`], [`image`], [`names`].
 
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod audit;
 pub mod backup_jobs;
 pub mod companions;
 pub mod consts;

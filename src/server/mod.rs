@@ -665,6 +665,8 @@ pub struct Config {
     /// Where precompiled policies are kept; `None` compiles at every start.
     pub policy_cache: Option<std::path::PathBuf>,
     pub controller: bool,
+    /// The audit's period (with the controller); `None`: no audit.
+    pub audit_interval: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -713,15 +715,26 @@ pub async fn run(config: Config) -> Result<(), ServeError> {
         _ => None,
     };
     let mut state = AppState::new(metrics, policies);
+    let mut audit = None;
     if let Some(client) = client {
-        state = state
-            .with_lookup(Arc::new(ClusterLookup::start(client.clone())))
-            .with_namespaces(Arc::new(NamespaceLabels::start(client)));
+        let lookup = ClusterLookup::start(client.clone());
+        let namespaces = Arc::new(NamespaceLabels::start(client.clone()));
+        if let (true, Some(interval)) = (config.controller, config.audit_interval) {
+            audit = Some(crate::audit::spawn(
+                client,
+                &state,
+                namespaces.clone(),
+                lookup.cache(),
+                interval,
+                until_stopped(stopped.clone()),
+            ));
+        }
+        state = state.with_lookup(Arc::new(lookup)).with_namespaces(namespaces);
     }
     tracing::info!(addr = %local, cert = %cert.display(), "serving the admission webhook");
     serve(listener, certificates, router(state), until_stopped(stopped)).await;
-    if let Some(controller) = controller {
-        let _ = controller.await;
+    for task in controller.into_iter().chain(audit) {
+        let _ = task.await;
     }
     tracing::info!("stopped");
     Ok(())

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use serde_json::{Value, json};
 
 mod hostile;
+pub mod mock_api;
 mod render;
 #[allow(unused_imports)] // each test crate uses a different subset
 pub use hostile::hostile_policy;

@@ -1,7 +1,8 @@
 {{/*
 The chart renders the objects of deploy/ (the kustomize install) rather than copies of them:
-kustomize/base, kustomize/cert-manager and kustomize/policies are symlinks to deploy/base,
-deploy/overlays/cert-manager and deploy/components/policies, read with .Files.Get and parsed with
+kustomize/base, kustomize/cert-manager, kustomize/policies and kustomize/policy-reports are
+symlinks to deploy/base, deploy/overlays/cert-manager, deploy/components/policies and
+deploy/components/policy-reports, read with .Files.Get and parsed with
 fromYaml, then given the release's names, namespace, labels and values. `helm package` stores the
 files the links point to, so a packaged chart needs no checkout. Why: see the chart's README.
 */}}
