@@ -20,8 +20,11 @@ seconds=${1:-10}
 connections=${2:-16}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 
-cargo build --release --quiet
-binary=${CARGO_TARGET_DIR:-target}/release/mysql-webhook
+# BINARY=path measures another build (an older commit's, for a before/after in one sitting).
+if [ -z "${BINARY:-}" ]; then
+  cargo build --release --quiet
+fi
+binary=${BINARY:-${CARGO_TARGET_DIR:-target}/release/mysql-webhook}
 tmp=$(mktemp -d)
 server=
 stop() { [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null; server=; }
