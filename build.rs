@@ -7,6 +7,11 @@
 //! The toolchain and its targets are declared in rust-toolchain.toml, not installed here: a build
 //! script has no business changing the machine. A missing target fails with what to run.
 //!
+//! Each component is also precompiled for this machine with the host's own engine configuration
+//! (`src/policy/engine.rs`, included below), so that a new process loads the built-ins in
+//! milliseconds instead of compiling them; the host falls back to compiling when the artifact
+//! doesn't suit the engine it runs (another CPU, say).
+//!
 //! The nested cargo gets a target directory of its own (`<target>/wasm-policies`): the outer
 //! build holds the lock on its profile directory, and sharing it would deadlock.
 
@@ -14,13 +19,18 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "src/policy/engine.rs"]
+mod engine;
+
 const TARGET: &str = "wasm32-wasip2";
 const LIST_KEY: &str = "builtin-policies";
 
 fn main() {
     let manifest_dir = PathBuf::from(env("CARGO_MANIFEST_DIR"));
     let out_dir = PathBuf::from(env("OUT_DIR"));
-    for watched in ["policies/sdk", "policies/wit", "src/core", "Cargo.lock", "Cargo.toml"] {
+    for watched in
+        ["policies/sdk", "policies/wit", "src/core", "src/policy/engine.rs", "Cargo.lock", "Cargo.toml"]
+    {
         println!("cargo:rerun-if-changed={watched}");
     }
     let builtins = builtin_names(&manifest_dir.join("Cargo.toml"));
@@ -74,6 +84,23 @@ fn main() {
         let embedded = dest.join(format!("{name}.wasm"));
         std::fs::copy(&built, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
         writeln!(generated, "        {name:?} => include_bytes!({:?}),", embedded.display().to_string())
+            .unwrap();
+    }
+    generated.push_str("        _ => return None,\n    })\n}\n");
+
+    let engine = wasmtime::Engine::new(&engine::config()).expect("the policy engine starts");
+    generated.push_str(
+        "\n/// The artifact precompiled from `component(name)` by build.rs for this machine.\n\
+         pub fn precompiled(name: &str) -> Option<&'static [u8]> {\n    Some(match name {\n",
+    );
+    for name in &builtins {
+        let component = std::fs::read(dest.join(format!("{name}.wasm"))).expect("copied above");
+        let artifact = engine
+            .precompile_component(&component)
+            .unwrap_or_else(|e| panic!("precompiling the built-in policy {name}: {e:#}"));
+        let precompiled = dest.join(format!("{name}.cwasm"));
+        std::fs::write(&precompiled, artifact).expect("OUT_DIR is writable");
+        writeln!(generated, "        {name:?} => include_bytes!({:?}),", precompiled.display().to_string())
             .unwrap();
     }
     generated.push_str("        _ => return None,\n    })\n}\n");

@@ -240,6 +240,23 @@ fn compiled_policies_are_kept_on_disk_and_a_damaged_artifact_is_compiled_again()
     assert_eq!(std::fs::read(&artifacts[0]).unwrap(), full, "the damaged artifact is replaced");
 }
 
+#[test]
+fn the_built_in_policies_start_precompiled_from_the_binary_without_compiling() {
+    let empty_cache = tempfile::tempdir().unwrap();
+    let host = mysql_webhook::policy::Host::new(Some(empty_cache.path().to_path_buf())).unwrap();
+    for name in mysql_webhook::policy::builtin::NAMES {
+        let compiled = host.compile_builtin(name).expect("a built-in").unwrap();
+        let verdict = host.validate(&compiled, Duration::from_secs(1), &request(), "{}").unwrap();
+        assert!(verdict.allowed, "{name} judges the default expansion: {verdict:?}");
+    }
+    assert_eq!(host.compilations(), 0, "every built-in came precompiled");
+    assert_eq!(
+        std::fs::read_dir(empty_cache.path()).unwrap().count(),
+        0,
+        "and nothing was written to the cache"
+    );
+}
+
 /// The artifacts a host with `cache` as its compile cache leaves there after compiling the
 /// hostile policy (and checking the compiled policy works).
 fn artifacts_after_compiling(cache: &Path) -> Vec<std::path::PathBuf> {

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,16 +19,14 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{
     Component, ComponentExportIndex, ComponentType, Lift, Linker, Resource, ResourceTable, WasmList, WasmStr,
 };
-use wasmtime::{
-    Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store,
-    StoreContextMut, Trap,
-};
+use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut, Trap};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 mod bindings {
     wasmtime::component::bindgen!({ path: "policies/wit", world: "policy" });
 }
+pub use super::engine::MEMORY_LIMIT;
 use bindings::PolicyPre;
 pub use bindings::Verdict;
 
@@ -45,9 +43,6 @@ struct GuestVerdict {
 
 /// How often the epoch advances: the precision of every deadline. A thread wakes this often.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
-/// Linear memory a policy may use in one call. A policy parsing a StatefulSet into k8s-openapi
-/// types needs a few MiB; a runaway one is stopped here, long before it matters to the server.
-pub const MEMORY_LIMIT: usize = 64 << 20;
 /// A verdict (message and warnings) larger than this is a failure, not a message to truncate:
 /// nothing a human reads in kubectl is that long.
 pub const MAX_RESULT_BYTES: usize = 64 << 10;
@@ -55,8 +50,6 @@ pub const MAX_RESULT_BYTES: usize = 64 << 10;
 pub const MAX_MESSAGE_CHARS: usize = 1000;
 /// Most warnings passed on per policy and call.
 pub const MAX_WARNINGS: usize = 16;
-/// The wasm stack a call may use.
-const MAX_WASM_STACK: usize = 1 << 20;
 /// The bytes `wasi:random` cycles through: policies see the same "randomness" on every call.
 const RANDOM_BYTES: [u8; 8] = [0x6d, 0x79, 0x73, 0x71, 0x6c, 0x2d, 0x77, 0x68];
 /// Most bytes one `wasi:random` call may ask for (the default is 2 GiB, allocated by the host).
@@ -120,6 +113,8 @@ pub struct Host {
     cache_dir: Option<PathBuf>,
     /// Components compiled by this process, by digest: a reload compiles only what changed.
     compiled: Mutex<HashMap<String, Compiled>>,
+    /// Components compiled from WebAssembly by this host: see [`Host::compilations`].
+    compilations: AtomicUsize,
     /// Part of every artifact's name: artifacts of another engine build are never tried.
     engine_key: u64,
     _ticker: EpochTicker,
@@ -199,13 +194,7 @@ impl Host {
     /// written (a read-only root filesystem), components are compiled at every start instead.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Host, LoadError> {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
-        let mut config = Config::new();
-        config
-            .wasm_component_model(true)
-            .epoch_interruption(true)
-            .max_wasm_stack(MAX_WASM_STACK)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
-        let engine = Engine::new(&config).map_err(engine_error)?;
+        let engine = Engine::new(&super::engine::config()).map_err(engine_error)?;
         let mut linker = Linker::<Sandbox>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
         // wasmtime-wasi's timers block the calling thread in the host, where the epoch deadline
@@ -238,28 +227,67 @@ impl Host {
             }
         });
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Host { engine, linker, cache_dir, compiled: Mutex::default(), engine_key, _ticker: ticker })
+        Ok(Host {
+            engine,
+            linker,
+            cache_dir,
+            compiled: Mutex::default(),
+            compilations: AtomicUsize::new(0),
+            engine_key,
+            _ticker: ticker,
+        })
     }
 
     /// Compiles `bytes` (named `module` in errors), or takes it from the caches: this process's,
     /// then the disk's. Checks that it exports the `policy` world and imports nothing the
     /// sandbox lacks.
     pub fn compile(&self, module: &str, bytes: &[u8]) -> Result<Compiled, LoadError> {
+        self.compile_with(module, bytes, None)
+    }
+
+    /// A built-in policy: its component and the artifact `build.rs` precompiled from it, which
+    /// spares a new process the compilation (seconds and a hundred MiB for the five) as long
+    /// as this engine can run it; otherwise it is compiled like any other.
+    pub fn compile_builtin(&self, name: &str) -> Option<Result<Compiled, LoadError>> {
+        let bytes = super::builtin::component(name)?;
+        Some(self.compile_with(
+            &format!("{}{name}", super::config::BUILTIN_PREFIX),
+            bytes,
+            super::builtin::precompiled(name),
+        ))
+    }
+
+    /// How many components this host has compiled from WebAssembly rather than taken
+    /// precompiled (from the binary or the disk cache).
+    pub fn compilations(&self) -> usize {
+        self.compilations.load(Ordering::Relaxed)
+    }
+
+    fn compile_with(
+        &self,
+        module: &str,
+        bytes: &[u8],
+        precompiled: Option<&[u8]>,
+    ) -> Result<Compiled, LoadError> {
         let digest = hex(&Sha256::digest(bytes));
         if let Some(compiled) = self.compiled.lock().expect("never poisoned").get(&digest) {
             return Ok(compiled.clone());
         }
-        let component = match self.load_cached(&digest) {
+        let component = match precompiled.and_then(|artifact| self.load_embedded(module, artifact)) {
             Some(component) => component,
-            None => {
-                let component =
-                    Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
-                        module: module.to_owned(),
-                        reason: not_a_component_reason(bytes, &e),
-                    })?;
-                self.store_cached(&digest, &component);
-                component
-            }
+            None => match self.load_cached(&digest) {
+                Some(component) => component,
+                None => {
+                    let component =
+                        Component::new(&self.engine, bytes).map_err(|e| LoadError::NotAComponent {
+                            module: module.to_owned(),
+                            reason: not_a_component_reason(bytes, &e),
+                        })?;
+                    self.compilations.fetch_add(1, Ordering::Relaxed);
+                    self.store_cached(&digest, &component);
+                    component
+                }
+            },
         };
         let link_error =
             |e: wasmtime::Error| LoadError::Link { module: module.to_owned(), reason: format!("{e:#}") };
@@ -401,6 +429,23 @@ impl Host {
         Some(dir.join(format!("{digest}-{:016x}.cwasm", self.engine_key)))
     }
 
+    /// A built-in's artifact from the binary, or `None` (logged) when this engine can't run it:
+    /// a machine without the CPU features of the one that built the binary, for instance.
+    fn load_embedded(&self, module: &str, artifact: &[u8]) -> Option<Component> {
+        // SAFETY: `Component::deserialize` runs machine code from the artifact without checking
+        // it. This artifact is part of the binary, as trusted as the binary's own code: build.rs
+        // produced it from the policy's source with this wasmtime version and this engine
+        // configuration (`policy::engine::config`, shared by both). wasmtime still refuses an
+        // artifact of another version, configuration or CPU, and then the policy is compiled.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, artifact) };
+        component
+            .inspect_err(|error| {
+                tracing::warn!(module, error = %format!("{error:#}"), "the precompiled policy can't run on this machine; compiling it");
+            })
+            .ok()
+    }
+
     fn load_cached(&self, digest: &str) -> Option<Component> {
         let path = self.artifact_path(digest)?;
         let file = read_no_follow(&path).ok()?;
@@ -442,28 +487,6 @@ impl Host {
             tracing::warn!(path = %path.display(), %error, "can't keep the precompiled policy; it will be compiled again at the next start");
         }
     }
-}
-
-/// Instances come from a pool of slots reserved once: without it every call mmaps and unmaps a
-/// linear memory and takes a page fault per page touched, which was most of a call's time
-/// (perf on `benches/policies.rs`). Freed memory stays resident up to a bound and is reset
-/// page by page where the kernel can say which pages were written (PAGEMAP_SCAN, Linux 6.7).
-fn pooling() -> PoolingAllocationConfig {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-    // Evaluations run at most one per core; a reload's validate-settings and `check` add a few.
-    let slots = 4 * cores + 8;
-    let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() { 16 << 20 } else { 1 << 20 };
-    let mut pool = PoolingAllocationConfig::new();
-    pool.total_component_instances(slots)
-        .total_core_instances(slots * 4)
-        .total_memories(slots)
-        .total_tables(slots * 4)
-        .max_memory_size(MEMORY_LIMIT)
-        .table_elements(100_000)
-        .linear_memory_keep_resident(keep_resident)
-        .table_keep_resident(64 << 10)
-        .pagemap_scan(Enabled::Auto);
-    pool
 }
 
 /// Deadline in epoch ticks: one more than the timeout holds, since the first tick may come at
@@ -613,6 +636,17 @@ mod tests {
     fn deadline_covers_the_timeout_plus_one_tick() {
         assert_eq!(deadline_ticks(Duration::from_millis(250)), 51);
         assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+    }
+
+    #[test]
+    fn a_built_in_whose_precompiled_artifact_does_not_load_is_compiled_instead() {
+        let host = Host::new(None).unwrap();
+        let name = super::super::builtin::NAMES[0];
+        let component = super::super::builtin::component(name).unwrap();
+        let compiled = host.compile_with(name, component, Some(b"an artifact of another engine")).unwrap();
+        assert_eq!(host.compilations(), 1);
+        let request = r#"{"uid":"u","operation":"CREATE","object":{"spec":{"replicas":3}}}"#;
+        assert!(host.validate(&compiled, Duration::from_secs(1), request, "{}").unwrap().allowed);
     }
 
     #[test]

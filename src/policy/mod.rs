@@ -6,6 +6,7 @@
 
 pub mod builtin;
 pub mod config;
+mod engine;
 pub mod host;
 pub mod set;
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 use mysql_webhook_core::consts::ANNOTATION_POLICY_EXCEPTIONS;
 use mysql_webhook_core::scope::{Decision, Labels, Subject, decide};
 
-use super::builtin;
 use super::config::{Failure, Mode, Module, PolicyConfig};
 use super::host::{Compiled, Fault, Host};
 use crate::metrics::Metrics;
@@ -149,17 +148,17 @@ impl PolicySet {
         let mut policies = Vec::with_capacity(configs.len());
         for config in configs {
             let fail = |reason: String| SetError { policy: config.name.clone(), reason };
-            let label = config.module.to_string();
-            let bytes = match &config.module {
-                Module::Builtin(name) => std::borrow::Cow::Borrowed(
-                    builtin::component(name).expect("config only accepts built-in names that exist"),
-                ),
-                Module::File(path) => std::borrow::Cow::Owned(
-                    std::fs::read(path)
+            let compiled = match &config.module {
+                Module::Builtin(name) => {
+                    host.compile_builtin(name).expect("config only accepts built-in names that exist")
+                }
+                Module::File(path) => host.compile(
+                    &config.module.to_string(),
+                    &std::fs::read(path)
                         .map_err(|e| fail(format!("cannot read module {}: {e}", path.display())))?,
                 ),
-            };
-            let compiled = host.compile(&label, &bytes).map_err(|e| fail(e.to_string()))?;
+            }
+            .map_err(|e| fail(e.to_string()))?;
             match host.validate_settings(&compiled, config.timeout, &config.settings) {
                 Ok(Ok(())) => {}
                 Ok(Err(reason)) => return Err(fail(format!("settings refused: {reason}"))),

@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Container;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity as K8sQuantity;
 use mysql_webhook_policy::quantity::{Bound, QuantityText, out_of_bounds};
-use mysql_webhook_policy::{ContainerKind, Policy, Request, Verdict, export_policy};
+use mysql_webhook_policy::{ContainerKind, ContainerView, Policy, Request, Verdict, export_policy};
 use serde::Deserialize;
 
 /// The policy.
@@ -87,7 +86,7 @@ fn get<'a>(map: Option<&'a BTreeMap<String, K8sQuantity>>, resource: &str) -> Op
 
 fn violations(
     kind: ContainerKind,
-    container: &Container,
+    container: &ContainerView,
     s: &Settings,
     all: &[ResourceBounds],
 ) -> Vec<String> {

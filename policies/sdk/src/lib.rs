@@ -2,7 +2,8 @@
 //!
 //! A policy is a WebAssembly component implementing the world in `policies/wit/policy.wit`. This
 //! crate owns everything between that world and a policy's rules: the bindings, the
-//! [`export_policy!`] macro that exports a [`Policy`], the parsed [`Request`], the [`Verdict`]
+//! [`export_policy!`] macro that exports a [`Policy`], the parsed [`Request`] (with the
+//! StatefulSet as a [`view`] of what topology policies read), the [`Verdict`]
 //! builders, Kubernetes [`quantity`] and label [`selector`] helpers, and [`testing`] to run a
 //! policy natively through the same code path as the wasm exports.
 //!
@@ -68,6 +69,7 @@ mod request;
 pub mod selector;
 pub mod testing;
 mod verdict;
+pub mod view;
 
 pub use k8s_openapi;
 /// Image references, parsed as the webhook parses them (shared with it).
@@ -76,6 +78,7 @@ pub use mysql_webhook_core::image;
 pub use mysql_webhook_core::names;
 pub use request::{ContainerImage, ContainerKind, Operation, Request};
 pub use verdict::Verdict;
+pub use view::{ContainerView, PodSpecView, StatefulSetView};
 
 /// The generated bindings of the `policy` world; used by [`export_policy!`], not by policies.
 #[doc(hidden)]

@@ -1,13 +1,15 @@
-//! The admission request as policies see it: the AdmissionRequest JSON the host sends, parsed into
-//! k8s-openapi types, with accessors for what MySQL policies keep asking about.
+//! The admission request as policies see it: the AdmissionRequest JSON the host sends, with the
+//! StatefulSets as [`StatefulSetView`]s (what topology policies read) and the whole objects on
+//! demand, and accessors for what MySQL policies keep asking about.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::authentication::v1::UserInfo;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde::Deserialize;
+
+use crate::view::{ContainerView, PodSpecView, StatefulSetView};
 
 /// What the user is doing to the StatefulSet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -38,21 +40,24 @@ pub struct Request {
     pub namespace: Option<String>,
     /// The StatefulSet as it will be stored, already expanded by the webhook. On a scale it is the
     /// stored StatefulSet with `spec.replicas` set to the requested count; on a DELETE (which
-    /// carries no object) it is the stored one.
-    pub object: StatefulSet,
-    /// The stored StatefulSet, on UPDATE and scale.
-    pub old_object: Option<StatefulSet>,
+    /// carries no object) it is the stored one. The fields topology policies read; the whole
+    /// object is [`Request::statefulset`].
+    pub object: StatefulSetView,
+    /// The stored StatefulSet, on UPDATE and scale; the whole is [`Request::old_statefulset`].
+    pub old_object: Option<StatefulSetView>,
     /// Who is asking.
     pub user_info: UserInfo,
     /// True for `--dry-run=server`: nothing will be persisted.
     pub dry_run: bool,
+    /// The request as the host sent it, for [`Request::statefulset`].
+    json: String,
 }
 
 /// Only the fields policies use; unknown ones (kind, resource, options, ...) are ignored so the
 /// host may send the full AdmissionRequest.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AdmissionRequest {
+struct AdmissionRequest<Object> {
     #[serde(default)]
     uid: String,
     operation: Operation,
@@ -63,9 +68,9 @@ struct AdmissionRequest {
     #[serde(default)]
     namespace: Option<String>,
     #[serde(default)]
-    object: Option<StatefulSet>,
+    object: Option<Object>,
     #[serde(default)]
-    old_object: Option<StatefulSet>,
+    old_object: Option<Object>,
     #[serde(default)]
     user_info: Option<UserInfo>,
     #[serde(default)]
@@ -80,12 +85,11 @@ impl Request {
     /// A message naming what was wrong: not JSON, a field of the wrong shape, an object that is
     /// not an apps/v1 StatefulSet, or no object at all outside a DELETE.
     pub fn from_json(json: &str) -> Result<Self, String> {
-        let wire: AdmissionRequest = serde_json::from_str(json).map_err(|e| e.to_string())?;
-        let object = match (wire.object, wire.operation) {
-            (Some(object), _) => object,
-            (None, Operation::Delete) => wire.old_object.clone().ok_or("a DELETE without oldObject")?,
-            (None, _) => return Err("object is missing".into()),
-        };
+        let wire: AdmissionRequest<StatefulSetView> =
+            serde_json::from_str(json).map_err(|e| e.to_string())?;
+        let (object, old_object) = objects(wire.operation, wire.object, wire.old_object)?;
+        object.check_kind()?;
+        old_object.as_ref().map(StatefulSetView::check_kind).transpose()?;
         Ok(Self {
             uid: wire.uid,
             operation: wire.operation,
@@ -93,10 +97,37 @@ impl Request {
             name: wire.name.unwrap_or_default(),
             namespace: wire.namespace,
             object,
-            old_object: wire.old_object,
+            old_object,
             user_info: wire.user_info.unwrap_or_default(),
             dry_run: wire.dry_run.unwrap_or(false),
+            json: json.to_owned(),
         })
+    }
+
+    /// The whole of [`Request::object`] as k8s-openapi types, parsed from the request at each
+    /// call: for the fields [`StatefulSetView`] leaves out (commands, probes, security
+    /// contexts, ...).
+    ///
+    /// # Errors
+    ///
+    /// What of the object does not fit the k8s-openapi types.
+    pub fn statefulset(&self) -> Result<StatefulSet, String> {
+        self.whole().map(|(object, _)| object)
+    }
+
+    /// The whole of [`Request::old_object`], like [`Request::statefulset`].
+    ///
+    /// # Errors
+    ///
+    /// What of the object does not fit the k8s-openapi types.
+    pub fn old_statefulset(&self) -> Result<Option<StatefulSet>, String> {
+        self.whole().map(|(_, old)| old)
+    }
+
+    fn whole(&self) -> Result<(StatefulSet, Option<StatefulSet>), String> {
+        let wire: AdmissionRequest<StatefulSet> =
+            serde_json::from_str(&self.json).map_err(|e| e.to_string())?;
+        objects(wire.operation, wire.object, wire.old_object)
     }
 
     /// Whether this is `kubectl scale` (the `statefulsets/scale` subresource).
@@ -120,7 +151,7 @@ impl Request {
     }
 
     /// The pod template's spec.
-    pub fn pod_spec(&self) -> Option<&PodSpec> {
+    pub fn pod_spec(&self) -> Option<&PodSpecView> {
         self.object.spec.as_ref()?.template.spec.as_ref()
     }
 
@@ -137,7 +168,7 @@ impl Request {
 
     /// Init containers, then containers, in order. Ephemeral containers are a different type
     /// (and may not declare resources); their images are in [`Request::images`].
-    pub fn containers(&self) -> impl Iterator<Item = (ContainerKind, &Container)> {
+    pub fn containers(&self) -> impl Iterator<Item = (ContainerKind, &ContainerView)> {
         let spec = self.pod_spec();
         let init = spec.into_iter().flat_map(|s| s.init_containers.iter().flatten());
         let regular = spec.into_iter().flat_map(|s| s.containers.iter());
@@ -156,7 +187,20 @@ impl Request {
     }
 }
 
-fn replicas(sts: &StatefulSet) -> i32 {
+/// The object judged (the stored one on a DELETE, which carries none) and the stored one.
+fn objects<T: Clone>(
+    operation: Operation,
+    object: Option<T>,
+    old: Option<T>,
+) -> Result<(T, Option<T>), String> {
+    match (object, operation) {
+        (Some(object), _) => Ok((object, old)),
+        (None, Operation::Delete) => Ok((old.clone().ok_or("a DELETE without oldObject")?, old)),
+        (None, _) => Err("object is missing".into()),
+    }
+}
+
+fn replicas(sts: &StatefulSetView) -> i32 {
     sts.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
 }
 

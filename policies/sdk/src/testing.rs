@@ -175,4 +175,52 @@ mod tests {
         assert_eq!((last.kind, last.name, last.image), (ContainerKind::Ephemeral, "debug", "busybox"));
         assert_eq!(last.kind.to_string(), "ephemeral container");
     }
+
+    #[test]
+    fn the_whole_objects_are_there_for_fields_the_view_leaves_out() {
+        let stored = expanded_statefulset();
+        let mut new = stored.clone();
+        container_mut(&mut new, "mysql").command = Some(vec!["mysqld".into(), "--skip-log-bin".into()]);
+        let r = parse(&update(stored.clone(), new.clone()));
+        assert_eq!(r.statefulset().unwrap(), new);
+        assert_eq!(r.old_statefulset().unwrap(), Some(stored));
+        let delete = parse(&json!({"operation": "DELETE", "oldObject": expanded_statefulset()}));
+        assert_eq!(
+            delete.statefulset().unwrap(),
+            expanded_statefulset(),
+            "a DELETE judges the stored object"
+        );
+    }
+
+    #[test]
+    fn the_view_keeps_what_topology_policies_read() {
+        let sts = expanded_statefulset();
+        let r = parse(&create(sts.clone()));
+        let spec = sts.spec.as_ref().unwrap();
+        let view = r.object.spec.as_ref().unwrap();
+        assert_eq!(view.volume_claim_templates, spec.volume_claim_templates);
+        assert_eq!(view.service_name.as_deref(), Some(spec.service_name.as_deref().unwrap_or_default()));
+        let pod = spec.template.spec.as_ref().unwrap();
+        let pod_view = r.pod_spec().unwrap();
+        assert_eq!(pod_view.affinity, pod.affinity);
+        assert_eq!(pod_view.topology_spread_constraints, pod.topology_spread_constraints);
+        for (kind, container) in r.containers() {
+            let whole = pod
+                .containers
+                .iter()
+                .chain(pod.init_containers.iter().flatten())
+                .find(|c| c.name == container.name);
+            let whole = whole.unwrap_or_else(|| panic!("{kind} {} is in the object", container.name));
+            assert_eq!((&container.image, &container.resources), (&whole.image, &whole.resources));
+        }
+        assert_eq!(r.object.metadata, sts.metadata);
+    }
+
+    #[test]
+    fn an_object_of_another_kind_is_refused_naming_it() {
+        let scale =
+            json!({"operation": "UPDATE", "object": {"apiVersion": "autoscaling/v1", "kind": "Scale"}});
+        let error = Request::from_json(&scale.to_string()).unwrap_err();
+        assert_eq!(error, "the object is a autoscaling/v1 Scale, not an apps/v1 StatefulSet");
+    }
 }

@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PodAffinityTerm, PodSpec};
-use mysql_webhook_policy::{Policy, Request, Verdict, export_policy, selector};
+use k8s_openapi::api::core::v1::PodAffinityTerm;
+use mysql_webhook_policy::{PodSpecView, Policy, Request, Verdict, export_policy, selector};
 use serde::Deserialize;
 
 /// The policy.
@@ -44,7 +44,7 @@ struct Rule {
 }
 
 fn rules_on_key(
-    spec: &PodSpec,
+    spec: &PodSpecView,
     key: &str,
     labels: &BTreeMap<String, String>,
     namespace: Option<&str>,
