@@ -28,7 +28,8 @@ fn main() {
         ["create-statefulset", "update-statefulset", "update-scale"]
             .iter()
             .map(|name| {
-                let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/data/apiserver/{prefix}-{name}.json"));
+                let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("tests/data/apiserver/{prefix}-{name}.json"));
                 std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
             })
             .collect()
@@ -36,7 +37,9 @@ fn main() {
     let set = |configs: Vec<PolicyConfig>| PolicySet::load(&host, &configs).expect("the policies load");
     let create = reviews("validate").swap_remove(0);
     let create = admission::parse(&create).expect("a review");
-    let Ok(Validation::Evaluate(judged)) = admission::validation(&create) else { panic!("the CREATE is judged") };
+    let Ok(Validation::Evaluate(judged)) = admission::validation(&create) else {
+        panic!("the CREATE is judged")
+    };
     let request = judged.request;
 
     let work: Box<dyn Fn()> = match scenario.as_str() {
@@ -58,7 +61,9 @@ fn main() {
             Box::new(move || {
                 for body in &bodies {
                     let review = admission::parse(body).expect("a review");
-                    std::hint::black_box(admission::mutate_review(&review).expect("an answer").to_review_json());
+                    std::hint::black_box(
+                        admission::mutate_review(&review).expect("an answer").to_review_json(),
+                    );
                 }
             })
         }
@@ -84,7 +89,11 @@ fn main() {
                         |answer| answer,
                         |judged| {
                             let evaluation = all.evaluate(&host, &judged.request, None);
-                            admission::evaluation_response(&review, &evaluation.denials(), evaluation.warnings())
+                            admission::evaluation_response(
+                                &review,
+                                &evaluation.denials(),
+                                evaluation.warnings(),
+                            )
                         },
                     );
                     std::hint::black_box(response.to_review_json());
