@@ -2,9 +2,12 @@
 //! controller-rs): every call the reconciler makes is recorded (method, path and query, body)
 //! and answered by the scenario, then asserted.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::mock_api::{self, Call, TRANSPORT_FAILURE};
 use http::{Request, Response};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::Client;
@@ -15,17 +18,6 @@ use mysql_webhook::member_tls as certs;
 use mysql_webhook::metrics::Metrics;
 use mysql_webhook_core::companions;
 use serde_json::{Value, json};
-
-/// One call the reconciler made.
-#[derive(Debug, Clone)]
-struct Call {
-    method: String,
-    uri: String,
-    body: Value,
-}
-
-/// An answer's status that makes the mock fail the call at the transport level (a timeout).
-const TRANSPORT_FAILURE: u16 = 0;
 
 /// How the mocked API server answers a call: (status, body).
 type Answer = Box<dyn Fn(&Call) -> (u16, Value) + Send + Sync>;
@@ -66,41 +58,14 @@ async fn against_mock<F, T>(
 where
     F: std::future::Future<Output = T>,
 {
-    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-    let calls = Arc::new(Mutex::new(Vec::new()));
-    let recorded = calls.clone();
-    let server = tokio::spawn(async move {
-        while let Some((request, send)) = handle.next_request().await {
-            let (parts, body) = request.into_parts();
-            let bytes = body.collect_bytes().await.unwrap();
-            let call = Call {
-                method: parts.method.to_string(),
-                uri: parts.uri.to_string(),
-                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            };
-            let (code, body) = answer(&call);
-            recorded.lock().unwrap().push(call);
-            if code == TRANSPORT_FAILURE {
-                send.send_error(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "mocked: the API server timed out",
-                ));
-                continue;
-            }
-            send.send_response(
-                Response::builder()
-                    .status(code)
-                    .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                    .unwrap(),
-            );
-        }
-    });
+    let (client, calls) = mock_api::client(Box::new(move |call| {
+        let (code, body) = answer(call);
+        (code, serde_json::to_vec(&body).unwrap())
+    }));
     let metrics = Arc::new(Metrics::new());
-    let context = Arc::new(Context::new(Client::new(service, "default"), metrics.clone()));
+    let context = Arc::new(Context::new(client, metrics.clone()));
     let result =
         tokio::time::timeout(Duration::from_secs(5), work(context)).await.expect("the work finishes");
-    // Dropping the client closes the mock, which ends the server task.
-    server.abort();
     let calls = calls.lock().unwrap().clone();
     (result, calls, metrics)
 }

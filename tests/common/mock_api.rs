@@ -24,6 +24,9 @@ impl Call {
     }
 }
 
+/// An answer's status that makes the mock fail the call at the transport level (a timeout).
+pub const TRANSPORT_FAILURE: u16 = 0;
+
 /// How the mocked API server answers a call: the status and the body (sent as is, so a plain
 /// text body is possible, as the API server's `404 page not found` for a resource it doesn't
 /// serve).
@@ -49,6 +52,13 @@ pub fn client(answer: Answer) -> (Client, Calls) {
             };
             let (code, body) = answer(&call);
             recorded.lock().unwrap().push(call);
+            if code == TRANSPORT_FAILURE {
+                send.send_error(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "mocked: the API server timed out",
+                ));
+                continue;
+            }
             send.send_response(Response::builder().status(code).body(Body::from(body)).unwrap());
         }
     });
