@@ -5,11 +5,14 @@
 # function callgrind counts; the table gives instructions per iteration and the ratio to the
 # floor (instantiate and call of the smallest component). Needs valgrind.
 # Usage: benches/instructions.sh [iterations, default 20]
+# PROFILE=dev counts the test build's code (dependencies optimised, ours not) without a release
+# build: good for where the policies' time goes (their code is compiled the same either way),
+# not for the host's figures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 iterations=${1:-20}
 command -v valgrind >/dev/null || { echo "valgrind is missing: apt-get install valgrind" >&2; exit 1; }
-binary=$(cargo bench --bench instructions --no-run --message-format=json 2>/dev/null \
+binary=$(cargo bench --profile "${PROFILE:-bench}" --bench instructions --no-run --message-format=json 2>/dev/null \
   | python3 -c 'import json, sys
 for line in sys.stdin:
     m = json.loads(line)
