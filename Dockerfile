@@ -3,8 +3,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY . .
-# build.rs compiles the built-in policies for wasm32-wasip2 and embeds them in the binary;
-# rust-toolchain.toml declares the toolchain and that target.
+# build.rs compiles the built-in policies for wasm32-unknown-unknown and embeds them in the
+# binary; rust-toolchain.toml declares the toolchain and its targets.
 RUN rustup toolchain install
 RUN cargo build --release --locked --bin mysql-webhook
 

@@ -1,8 +1,15 @@
 //! Builds the built-in policies (`policies/<name>`, listed once in Cargo.toml under
-//! `[workspace.metadata.mysql-webhook] builtin-policies`) for `wasm32-wasip2`, and generates
+//! `[workspace.metadata.mysql-webhook] builtin-policies`) for `wasm32-unknown-unknown`, wraps
+//! each core module into a component (`wit-component`, what `wasm-tools component new` does),
+//! and generates
 //! `OUT_DIR/builtins.rs`, which `src/policy/builtin.rs` includes: the list of names and the
 //! embedded components. The binary carries its policies, so every command works with no other
 //! file.
+//!
+//! Why not `wasm32-wasip2`, which any policy may use: its standard library brings the WASI
+//! preview 1 adapter (a second core module, its shims and some thirty WASI imports) into the
+//! component, and instantiating all that was most of what an evaluation cost (callgrind on
+//! `benches/instructions.rs`). The built-ins use nothing of WASI, so they import nothing.
 //!
 //! The toolchain and its targets are declared in rust-toolchain.toml, not installed here: a build
 //! script has no business changing the machine. A missing target fails with what to run.
@@ -22,7 +29,7 @@ use std::process::Command;
 #[path = "src/policy/engine.rs"]
 mod engine;
 
-const TARGET: &str = "wasm32-wasip2";
+const TARGET: &str = "wasm32-unknown-unknown";
 const LIST_KEY: &str = "builtin-policies";
 
 fn main() {
@@ -82,13 +89,15 @@ fn main() {
         let artifact = format!("policy_{}.wasm", name.replace('-', "_"));
         let built = target_dir.join(TARGET).join("release").join(&artifact);
         let embedded = dest.join(format!("{name}.wasm"));
-        std::fs::copy(&built, &embedded).unwrap_or_else(|e| panic!("copying {}: {e}", built.display()));
+        let module = std::fs::read(&built).unwrap_or_else(|e| panic!("reading {}: {e}", built.display()));
+        std::fs::write(&embedded, componentize(name, &module)).expect("OUT_DIR is writable");
         writeln!(generated, "        {name:?} => include_bytes!({:?}),", embedded.display().to_string())
             .unwrap();
     }
     generated.push_str("        _ => return None,\n    })\n}\n");
 
-    let engine = wasmtime::Engine::new(&engine::config()).expect("the policy engine starts");
+    let engine =
+        wasmtime::Engine::new(&engine::config(engine::default_slots())).expect("the policy engine starts");
     generated.push_str(
         "\n/// The artifact precompiled from `component(name)` by build.rs for this machine.\n\
          pub fn precompiled(name: &str) -> Option<&'static [u8]> {\n    Some(match name {\n",
@@ -105,6 +114,16 @@ fn main() {
     }
     generated.push_str("        _ => return None,\n    })\n}\n");
     std::fs::write(out_dir.join("builtins.rs"), generated).expect("OUT_DIR is writable");
+}
+
+/// The component of a core module that exports the `policy` world (wit-bindgen left the
+/// world's type in a custom section) and imports nothing.
+fn componentize(name: &str, module: &[u8]) -> Vec<u8> {
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(module)
+        .and_then(|mut encoder| encoder.encode())
+        .unwrap_or_else(|e| panic!("making a component of the built-in policy {name}: {e:#}"))
 }
 
 fn env(name: &str) -> String {

@@ -23,7 +23,10 @@ fn main() {
     let scenario = std::env::var("SCENARIO").unwrap_or_else(|_| "policies".into());
     let iterations: usize = std::env::var("ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);
     let cache = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-policy-cache");
-    let host = Host::new(Some(cache)).expect("the engine starts");
+    // Fewer slots than the server's pool, whose address space valgrind can't reserve; enough
+    // for each of the five to keep its own, as in the server.
+    let slots = std::env::var("SLOTS").ok().and_then(|n| n.parse().ok()).unwrap_or(6);
+    let host = Host::with_slots(Some(cache), slots).expect("the engine starts");
     let reviews = |prefix: &str| -> Vec<Vec<u8>> {
         ["create-statefulset", "update-statefulset", "update-scale"]
             .iter()

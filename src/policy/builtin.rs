@@ -1,4 +1,4 @@
-//! The built-in policies, built from `policies/<name>` for wasm32-wasip2 by `build.rs` and
+//! The built-in policies, built from `policies/<name>` as components by `build.rs` and
 //! carried in the binary. The list is Cargo.toml's `builtin-policies`; this module is generated
 //! from it, so the build, the configuration and the default set can't disagree.
 

@@ -12,25 +12,32 @@ pub const MEMORY_LIMIT: usize = 64 << 20;
 /// The wasm stack a call may use.
 const MAX_WASM_STACK: usize = 1 << 20;
 
-/// Components, epoch deadlines, a bounded stack, and instances from a pool.
-pub fn config() -> Config {
+/// Components, epoch deadlines, a bounded stack, and a pool of `slots` instances (the server
+/// takes [`default_slots`]). Each slot reserves 4 GiB of address space (wasmtime's default,
+/// which spares the guest code its bounds checks), which valgrind can't give sixteen of; the
+/// compiled code doesn't depend on the count, so an artifact precompiled with one count loads
+/// into an engine with another.
+pub fn config(slots: u32) -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling()));
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling(slots)));
     config
+}
+
+/// Evaluations run at most one per core; a reload's validate-settings and `check` add a few.
+pub fn default_slots() -> u32 {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
+    4 * cores + 8
 }
 
 /// Instances come from a pool of slots reserved once: without it every call mmaps and unmaps a
 /// linear memory and takes a page fault per page touched, which was most of a call's time
 /// (perf on `benches/policies.rs`). Freed memory stays resident up to a bound and is reset
 /// page by page where the kernel can say which pages were written (PAGEMAP_SCAN, Linux 6.7).
-fn pooling() -> PoolingAllocationConfig {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get() as u32);
-    // Evaluations run at most one per core; a reload's validate-settings and `check` add a few.
-    let slots = 4 * cores + 8;
+fn pooling(slots: u32) -> PoolingAllocationConfig {
     let keep_resident = if PoolingAllocationConfig::is_pagemap_scan_available() { 16 << 20 } else { 1 << 20 };
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)

@@ -3,7 +3,8 @@
 //! pre-instantiated form per component, and a fresh [`Store`] per call with a memory cap and an
 //! epoch deadline. WASI is linked only so that components built by rustc for wasm32-wasip2
 //! link: no preopened directories, no environment, no arguments, no sockets, clocks frozen at
-//! zero and no timers (a guest can't sleep past its deadline in a host call).
+//! zero and no timers (a guest can't sleep past its deadline in a host call). A call's WASI
+//! context is made only if the guest uses it: the built-ins import nothing (build.rs).
 //!
 //! Everything here is blocking: callers run it off the async executor.
 
@@ -122,15 +123,35 @@ pub struct Host {
 
 /// Per-call state: WASI with nothing granted, and the memory cap.
 pub struct Sandbox {
-    wasi: WasiCtx,
+    /// Made at the call's first use of WASI: the built-ins import none, and building it was a
+    /// seventh of an empty call's cost.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     limiter: Limiter,
 }
 
 impl WasiView for Sandbox {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+        WasiCtxView { ctx: self.wasi.get_or_insert_with(deny_all_wasi), table: &mut self.table }
     }
+}
+
+/// WASI that grants nothing: no files, environment, arguments or sockets, frozen clocks, and
+/// "randomness" that repeats.
+fn deny_all_wasi() -> WasiCtx {
+    WasiCtxBuilder::new()
+        .wall_clock(FrozenClock)
+        .monotonic_clock(FrozenClock)
+        // Deterministic: a verdict must not depend on chance, and `check` must repeat the
+        // webhook's. Bounded: a request for more bytes traps instead of allocating.
+        .secure_random(wasmtime_wasi::Deterministic::new(RANDOM_BYTES.to_vec()))
+        .insecure_random(wasmtime_wasi::Deterministic::new(RANDOM_BYTES.to_vec()))
+        .insecure_random_seed(0)
+        .max_random_size(MAX_RANDOM_BYTES)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build()
 }
 
 /// Caps linear memory and remembers that the cap was hit, so the trap it causes is reported as
@@ -193,8 +214,14 @@ impl Host {
     /// The engine and its epoch ticker. `cache_dir` is created when missing; when it can't be
     /// written (a read-only root filesystem), components are compiled at every start instead.
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Host, LoadError> {
+        Host::with_slots(cache_dir, super::engine::default_slots())
+    }
+
+    /// [`Host::new`] with `slots` instances at most at once (see
+    /// [`engine::config`](super::engine::config)): for valgrind.
+    pub fn with_slots(cache_dir: Option<PathBuf>, slots: u32) -> Result<Host, LoadError> {
         let engine_error = |e: wasmtime::Error| LoadError::Engine(format!("{e:#}"));
-        let engine = Engine::new(&super::engine::config()).map_err(engine_error)?;
+        let engine = Engine::new(&super::engine::config(slots)).map_err(engine_error)?;
         let mut linker = Linker::<Sandbox>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(engine_error)?;
         // wasmtime-wasi's timers block the calling thread in the host, where the epoch deadline
@@ -395,20 +422,7 @@ impl Host {
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
         R: wasmtime::component::ComponentNamedList + Lift + Send + Sync,
     {
-        let wasi = WasiCtxBuilder::new()
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            // Deterministic: a verdict must not depend on chance, and `check` must repeat
-            // the webhook's. Bounded: a request for more bytes traps instead of allocating.
-            .secure_random(wasmtime_wasi::Deterministic::new(RANDOM_BYTES.to_vec()))
-            .insecure_random(wasmtime_wasi::Deterministic::new(RANDOM_BYTES.to_vec()))
-            .insecure_random_seed(0)
-            .max_random_size(MAX_RANDOM_BYTES)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
-        let sandbox = Sandbox { wasi, table: ResourceTable::new(), limiter: Limiter { hit: false } };
+        let sandbox = Sandbox { wasi: None, table: ResourceTable::new(), limiter: Limiter { hit: false } };
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
         store.set_epoch_deadline(deadline_ticks(timeout));
@@ -636,6 +650,22 @@ mod tests {
     fn deadline_covers_the_timeout_plus_one_tick() {
         assert_eq!(deadline_ticks(Duration::from_millis(250)), 51);
         assert_eq!(deadline_ticks(Duration::from_millis(1)), 2);
+    }
+
+    #[test]
+    fn built_in_policies_import_nothing_from_the_host() {
+        let host = Host::new(None).unwrap();
+        for name in super::super::builtin::NAMES {
+            let compiled = host.compile_builtin(name).unwrap().unwrap();
+            let component = compiled.pre.instance_pre().component();
+            let imports: Vec<String> = component
+                .component_type()
+                .imports(&host.engine)
+                .map(|(import, _)| import.to_owned())
+                .collect();
+            assert!(imports.is_empty(), "{name} imports {imports:?}");
+        }
+        assert_eq!(host.compilations(), 0, "the built-ins come precompiled");
     }
 
     #[test]
