@@ -26,6 +26,8 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use sha2::Digest as _;
+
 #[path = "src/policy/engine.rs"]
 mod engine;
 
@@ -93,6 +95,17 @@ fn main() {
         std::fs::write(&embedded, componentize(name, &module)).expect("OUT_DIR is writable");
         writeln!(generated, "        {name:?} => include_bytes!({:?}),", embedded.display().to_string())
             .unwrap();
+    }
+    generated.push_str("        _ => return None,\n    })\n}\n");
+
+    generated.push_str(
+        "\n/// The SHA-256 of `component(name)`, hex, as `policy::host::digest` computes it.\n\
+         pub fn digest(name: &str) -> Option<&'static str> {\n    Some(match name {\n",
+    );
+    for name in &builtins {
+        let component = std::fs::read(dest.join(format!("{name}.wasm"))).expect("written above");
+        let digest: String = sha2::Sha256::digest(&component).iter().map(|b| format!("{b:02x}")).collect();
+        writeln!(generated, "        {name:?} => {digest:?},").unwrap();
     }
     generated.push_str("        _ => return None,\n    })\n}\n");
 

@@ -17,6 +17,15 @@ mod tests {
     }
 
     #[test]
+    fn every_digest_is_the_sha256_of_its_component() {
+        for name in super::NAMES {
+            let component = super::component(name).unwrap();
+            assert_eq!(super::digest(name), Some(crate::policy::host::digest(component).as_str()), "{name}");
+        }
+        assert_eq!(super::digest("no-such-policy"), None);
+    }
+
+    #[test]
     fn every_policy_crate_that_builds_a_component_is_a_builtin() {
         let policies = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies");
         for entry in std::fs::read_dir(&policies).unwrap() {

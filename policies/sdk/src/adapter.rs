@@ -18,7 +18,7 @@ pub fn validate_settings<P: Policy>(settings: &str) -> Result<(), String> {
 
 /// The `validate` export. Settings are checked again on every call, so a policy's `validate`
 /// only ever sees settings its `validate_settings` accepted, whatever the host does.
-pub fn validate<P: Policy>(request: &str, settings: &str) -> Verdict {
+pub fn validate<P: Policy>(request: impl Into<String>, settings: &str) -> Verdict {
     let settings = match checked_settings::<P>(settings) {
         Ok(settings) => settings,
         Err(e) => return Verdict::deny(e),

@@ -130,7 +130,7 @@ macro_rules! export_policy {
             }
 
             fn validate(request: String, settings: String) -> $crate::bindings::Verdict {
-                $crate::adapter::validate::<$policy>(&request, &settings).into()
+                $crate::adapter::validate::<$policy>(request, &settings).into()
             }
         }
 

@@ -21,7 +21,7 @@ pub fn validate_settings<P: Policy>(settings: &str) -> Result<(), String> {
 
 /// `validate` as the host calls it per admission.
 pub fn validate<P: Policy>(request: &Value, settings: &str) -> Verdict {
-    adapter::validate::<P>(&request.to_string(), settings)
+    adapter::validate::<P>(request.to_string(), settings)
 }
 
 /// The default expansion of a 3-member MySQL 8.4 StatefulSet named `mysql`: images `mysql:8.4`
