@@ -275,6 +275,7 @@ impl Host {
     /// A built-in policy: its component and the artifact `build.rs` precompiled from it, which
     /// spares a new process the compilation (seconds and a hundred MiB for the five) as long
     /// as this engine can run it; otherwise it is compiled like any other.
+    ///
     /// The component's digest comes from the build too: hashing it here would read its bytes
     /// into memory for nothing when the artifact loads.
     pub fn compile_builtin(&self, name: &str) -> Option<Result<Compiled, LoadError>> {
