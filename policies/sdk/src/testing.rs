@@ -110,7 +110,7 @@ mod tests {
     use crate::{ContainerKind, Operation, Request};
 
     fn parse(request: &Value) -> Request {
-        Request::from_json(&request.to_string()).expect("a well-formed request")
+        Request::from_json(request.to_string()).expect("a well-formed request")
     }
 
     #[test]
@@ -220,7 +220,7 @@ mod tests {
     fn an_object_of_another_kind_is_refused_naming_it() {
         let scale =
             json!({"operation": "UPDATE", "object": {"apiVersion": "autoscaling/v1", "kind": "Scale"}});
-        let error = Request::from_json(&scale.to_string()).unwrap_err();
+        let error = Request::from_json(scale.to_string()).unwrap_err();
         assert_eq!(error, "the object is a autoscaling/v1 Scale, not an apps/v1 StatefulSet");
     }
 }
