@@ -82,52 +82,51 @@ fn main() {
 
     let dest = out_dir.join("policies");
     std::fs::create_dir_all(&dest).expect("OUT_DIR is writable");
-    let mut generated =
-        String::from("/// Names as used in `module: builtin:<name>`; the order is the default set's.\n");
-    writeln!(generated, "pub const NAMES: [&str; {}] = {builtins:?};", builtins.len()).unwrap();
-    generated.push_str(
-        "\n/// The component of the built-in policy `name`, if there is one.\n\
-         pub fn component(name: &str) -> Option<&'static [u8]> {\n    Some(match name {\n",
-    );
+    // Each built-in is made into a component, hashed and precompiled once, from memory; the
+    // generated module matches on its name for each of the three.
+    let engine =
+        wasmtime::Engine::new(&engine::config(engine::default_slots())).expect("the policy engine starts");
+    let (mut components, mut digests, mut precompiled) = (String::new(), String::new(), String::new());
     for name in &builtins {
         let artifact = format!("policy_{}.wasm", name.replace('-', "_"));
         let built = target_dir.join(TARGET).join("release").join(&artifact);
-        let embedded = dest.join(format!("{name}.wasm"));
         let module = std::fs::read(&built).unwrap_or_else(|e| panic!("reading {}: {e}", built.display()));
-        std::fs::write(&embedded, componentize(name, &module)).expect("OUT_DIR is writable");
-        writeln!(generated, "        {name:?} => include_bytes!({:?}),", embedded.display().to_string())
-            .unwrap();
-    }
-    generated.push_str("        _ => return None,\n    })\n}\n");
-
-    generated.push_str(
-        "\n/// The SHA-256 of `component(name)`, hex, as `policy::host::digest` computes it.\n\
-         pub fn digest(name: &str) -> Option<&'static str> {\n    Some(match name {\n",
-    );
-    for name in &builtins {
-        let component = std::fs::read(dest.join(format!("{name}.wasm"))).expect("written above");
-        let digest: String = sha2::Sha256::digest(&component).iter().map(|b| format!("{b:02x}")).collect();
-        writeln!(generated, "        {name:?} => {digest:?},").unwrap();
-    }
-    generated.push_str("        _ => return None,\n    })\n}\n");
-
-    let engine =
-        wasmtime::Engine::new(&engine::config(engine::default_slots())).expect("the policy engine starts");
-    generated.push_str(
-        "\n/// The artifact precompiled from `component(name)` by build.rs for this machine.\n\
-         pub fn precompiled(name: &str) -> Option<&'static [u8]> {\n    Some(match name {\n",
-    );
-    for name in &builtins {
-        let component = std::fs::read(dest.join(format!("{name}.wasm"))).expect("copied above");
-        let artifact = engine
+        let component = componentize(name, &module);
+        let compiled = engine
             .precompile_component(&component)
             .unwrap_or_else(|e| panic!("precompiling the built-in policy {name}: {e:#}"));
-        let precompiled = dest.join(format!("{name}.cwasm"));
-        std::fs::write(&precompiled, artifact).expect("OUT_DIR is writable");
-        writeln!(generated, "        {name:?} => include_bytes!({:?}),", precompiled.display().to_string())
-            .unwrap();
+        let digest: String = sha2::Sha256::digest(&component).iter().map(|b| format!("{b:02x}")).collect();
+        for (path, bytes, arms) in [
+            (dest.join(format!("{name}.wasm")), component, &mut components),
+            (dest.join(format!("{name}.cwasm")), compiled, &mut precompiled),
+        ] {
+            std::fs::write(&path, bytes).expect("OUT_DIR is writable");
+            writeln!(arms, "        {name:?} => include_bytes!({:?}),", path.display().to_string()).unwrap();
+        }
+        writeln!(digests, "        {name:?} => {digest:?},").unwrap();
     }
-    generated.push_str("        _ => return None,\n    })\n}\n");
+    let mut generated =
+        String::from("/// Names as used in `module: builtin:<name>`; the order is the default set's.\n");
+    writeln!(generated, "pub const NAMES: [&str; {}] = {builtins:?};", builtins.len()).unwrap();
+    for (doc, signature, arms) in [
+        (
+            "The component of the built-in policy `name`, if there is one.",
+            "component(name: &str) -> Option<&'static [u8]>",
+            components,
+        ),
+        (
+            "The SHA-256 of `component(name)`, hex, as `policy::host::digest` computes it.",
+            "digest(name: &str) -> Option<&'static str>",
+            digests,
+        ),
+        (
+            "The artifact precompiled from `component(name)` by build.rs for this machine.",
+            "precompiled(name: &str) -> Option<&'static [u8]>",
+            precompiled,
+        ),
+    ] {
+        writeln!(generated, "\n/// {doc}\npub fn {signature} {{\n    Some(match name {{\n{arms}        _ => return None,\n    }})\n}}").unwrap();
+    }
     std::fs::write(out_dir.join("builtins.rs"), generated).expect("OUT_DIR is writable");
 }
 
