@@ -43,7 +43,7 @@ fn main() {
     let Ok(Validation::Evaluate(judged)) = admission::validation(&create) else {
         panic!("the CREATE is judged")
     };
-    let request = judged.request;
+    let request = judged.input;
 
     let work: Box<dyn Fn()> = match scenario.as_str() {
         "floor" => {
@@ -91,7 +91,7 @@ fn main() {
                     let response = judged.map_or_else(
                         |answer| answer,
                         |judged| {
-                            let evaluation = all.evaluate(&host, &judged.request, None);
+                            let evaluation = all.evaluate(&host, &judged.input, None);
                             admission::evaluation_response(
                                 &review,
                                 &evaluation.denials(),

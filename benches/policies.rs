@@ -19,7 +19,7 @@ use mysql_webhook_core::policy_request::PolicyRequest;
 mod hostile;
 use hostile::hostile_policy;
 
-fn request() -> String {
+fn request() -> mysql_webhook::policy::PolicyInput {
     let sts: StatefulSet = serde_json::from_value(serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -36,7 +36,7 @@ fn request() -> String {
     .unwrap();
     let expanded =
         mysql_webhook_core::mutate_statefulset(&sts, None, Some("shop")).unwrap().unwrap().expanded;
-    PolicyRequest::create("bench", &expanded, None).to_json()
+    PolicyRequest::create("bench", &expanded, None).input()
 }
 
 fn repo(relative: &str) -> PathBuf {

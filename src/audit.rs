@@ -252,7 +252,7 @@ impl Auditor {
             let _permit = permit;
             let target = Target { subject: &judged.subject, namespace_labels: labels.as_ref() };
             // No metrics: the policy evaluation counters are admission's.
-            set.evaluate_scoped(policies.host(), &judged.request, Some(target), None)
+            set.evaluate_scoped(policies.host(), &judged.input, Some(target), None)
         })
         .await;
         match evaluation {

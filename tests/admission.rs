@@ -142,7 +142,7 @@ fn validate_judges_the_expanded_object_the_api_server_will_store() {
         panic!("an opted-in CREATE is evaluated");
     };
     assert_eq!(input.subject.namespace, review_json(file)["request"]["namespace"].as_str().unwrap());
-    let input: Value = serde_json::from_str(&input.request).unwrap();
+    let input: Value = serde_json::from_str(input.input.whole()).unwrap();
     assert_eq!(input["operation"], "CREATE");
     assert_eq!(input["uid"], review_json(file)["request"]["uid"]);
     let object: StatefulSet = serde_json::from_value(input["object"].clone()).unwrap();
@@ -159,9 +159,34 @@ fn validate_passes_the_old_object_of_an_update() {
     else {
         panic!("an opted-in UPDATE is evaluated");
     };
-    let input: Value = serde_json::from_str(&input.request).unwrap();
+    let input: Value = serde_json::from_str(input.input.whole()).unwrap();
     assert_eq!(input["operation"], "UPDATE");
     assert_eq!(input["oldObject"]["metadata"]["name"], "mysql");
+}
+
+#[test]
+fn the_view_policies_get_is_the_whole_request_cut_to_the_view_and_nothing_else() {
+    for file in ["apiserver/validate-create-statefulset.json", "apiserver/validate-update-statefulset.json"] {
+        let Validation::Evaluate(judged) = validation(&request(file)).unwrap() else { panic!("{file}") };
+        let (view, whole) = (judged.input.view(), judged.input.whole());
+        // Made from the parsed objects, it equals the view cut from the whole JSON (the SDK's).
+        let cut = mysql_webhook_core::view::view_of_request(whole).unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(view).unwrap(),
+            serde_json::from_str::<Value>(&cut).unwrap(),
+            "{file}"
+        );
+        for left_out in ["managedFields", "last-applied-configuration", "\"command\"", "readinessProbe"] {
+            assert!(!view.contains(left_out), "{file}: the view has {left_out}");
+        }
+        assert!(whole.contains("readinessProbe") && !whole.contains("managedFields"), "{file}");
+        let view: Value = serde_json::from_str(view).unwrap();
+        let containers = &view["object"]["spec"]["template"]["spec"]["containers"];
+        assert_eq!(containers[0]["name"], "mysql", "{file}");
+        assert!(containers[0]["image"].is_string() && containers[0]["resources"].is_object(), "{file}");
+        assert_eq!(view["object"]["spec"]["volumeClaimTemplates"][0]["metadata"]["name"], "data", "{file}");
+        assert!(judged.input.view().len() * 3 < whole.len(), "{file}: the view is a fraction of the request");
+    }
 }
 
 #[test]
@@ -181,7 +206,7 @@ fn a_scale_is_judged_as_the_parent_with_the_requested_replicas() {
     .unwrap();
     let judged = scale_request(&request, &parent, 5).unwrap();
     assert_eq!(judged.subject.namespace, "rec");
-    let input: Value = serde_json::from_str(&judged.request).unwrap();
+    let input: Value = serde_json::from_str(judged.input.whole()).unwrap();
     assert_eq!(input["object"]["spec"]["replicas"], 5);
     assert_eq!(input["oldObject"]["spec"]["replicas"], 3);
     assert_eq!(input["subResource"], "scale");
@@ -257,7 +282,7 @@ fn policies_see_the_stored_object_without_the_api_servers_bookkeeping() {
     let review = review_json(file);
     assert!(review["request"]["object"]["metadata"]["managedFields"].is_array(), "the fixture carries them");
     let Validation::Evaluate(input) = validation(&request(file)).unwrap() else { panic!("evaluated") };
-    let input: Value = serde_json::from_str(&input.request).unwrap();
+    let input: Value = serde_json::from_str(input.input.whole()).unwrap();
     for side in ["object", "oldObject"] {
         let metadata = &input[side]["metadata"];
         assert!(metadata.get("managedFields").is_none(), "{side}");

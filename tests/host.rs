@@ -27,7 +27,7 @@ fn load(path: &Path) -> Result<Policies, PolicyError> {
     Policies::load(common::host(), Source::File(path.to_path_buf()))
 }
 
-fn request() -> String {
+fn request() -> mysql_webhook::policy::PolicyInput {
     common::policy_request(&common::annotated("mysql", "mysql:8.4"))
 }
 
@@ -328,6 +328,95 @@ world policy {
   export validate: func(request: string, settings: string) -> verdict;
 }
 ";
+    let wit = std::fs::read_to_string(common::repo_path("policies/wit/0.1.0/policy.wit")).unwrap();
+    assert_eq!(wit, published);
+}
+
+/// 0.2.0 is published too: the SDK and the built-ins are built against it.
+#[test]
+fn the_policy_world_0_2_0_is_exactly_the_published_text() {
+    let published = "package mysql-webhook:policy@0.2.0;
+
+/// What the host offers a policy during `validate`.
+interface review {
+  /// The whole AdmissionRequest as JSON, object already expanded, without managedFields and
+  /// kubectl's last-applied copy: for the fields the view of `validate` leaves out. Made by the
+  /// host on the first call of a review and copied on each call; traps outside `validate`.
+  request: func() -> string;
+}
+
+/// What a policy exports.
+interface validator {
+  record verdict {
+    allowed: bool,
+    /// shown to the user when denied
+    message: option<string>,
+    /// returned to kubectl as warnings, allowed or not
+    warnings: list<string>,
+  }
+  /// Called once when the policy is loaded; Err(reason) refuses the settings.
+  validate-settings: func(settings: string) -> result<_, string>;
+  /// view: the AdmissionRequest as JSON, its object (and oldObject) cut to the StatefulSet view
+  /// of policies/README.md; settings: JSON.
+  validate: func(view: string, settings: string) -> verdict;
+}
+
+world policy {
+  import review;
+  export validator;
+}
+";
     let wit = std::fs::read_to_string(common::repo_path("policies/wit/policy.wit")).unwrap();
     assert_eq!(wit, published);
+}
+
+/// The deny message of the hostile policy of `module`'s world, in mode `forms`, on `request()`.
+fn forms(module: &Path) -> String {
+    let host = common::host();
+    let compiled = host.compile("hostile", &std::fs::read(module).unwrap()).unwrap();
+    let verdict =
+        host.validate(&compiled, Duration::from_secs(1), &request(), r#"{"validate":"forms"}"#).unwrap();
+    verdict.message.expect("forms denies with what it saw")
+}
+
+fn bytes_in(description: &str, form: &str) -> usize {
+    let at = description.find(&format!("{form}: ")).unwrap_or_else(|| panic!("{form} in {description}"));
+    description[at + form.len() + 2..].split(' ').next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_0_2_0_policy_gets_the_view_and_the_whole_request_when_it_asks() {
+    let seen = forms(&common::hostile_policy_0_2());
+    assert!(seen.contains("view: ") && seen.contains("commands absent; whole: "), "{seen}");
+    assert!(seen.ends_with("commands present"), "the whole request has the scripts: {seen}");
+    let (view, whole) = (bytes_in(&seen, "view"), bytes_in(&seen, "whole"));
+    assert!(view * 3 < whole, "the view is a fraction of the request: {seen}");
+}
+
+#[test]
+fn a_0_1_0_policy_still_loads_and_gets_the_whole_request() {
+    let host = common::host();
+    let compiled = host.compile("hostile", &std::fs::read(common::hostile_policy()).unwrap()).unwrap();
+    assert_eq!(compiled.world, mysql_webhook::policy::World::V0_1);
+    let seen = forms(&common::hostile_policy());
+    assert!(seen.starts_with("request: ") && seen.ends_with("commands present"), "{seen}");
+    assert_eq!(bytes_in(&seen, "request"), request().whole().len());
+}
+
+#[test]
+fn the_request_import_traps_in_validate_settings_where_there_is_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = common::hostile_policy_0_2();
+    let path = common::write_policies(
+        dir.path(),
+        &format!(
+            "policies:\n- name: hostile\n  module: {}\n  settings: {{settings: request}}\n",
+            module.display()
+        ),
+    );
+    let error = load(&path).err().expect("the set is refused").to_string();
+    assert!(
+        error.contains("hostile") && error.contains("request can only be called from validate"),
+        "{error}"
+    );
 }

@@ -23,7 +23,7 @@ use crate::consts::{
     LAST_APPLIED_ANNOTATION,
 };
 use crate::plan;
-use crate::policy_request::{Gvk, PolicyRequest};
+use crate::policy_request::{Gvk, PolicyInput, PolicyRequest};
 use crate::scope::Subject;
 use crate::{MutateError, mutate_statefulset};
 
@@ -243,12 +243,36 @@ impl Request {
 
     /// The request the policies see, with `object` and `old` in place of the review's, without
     /// their bookkeeping (`managedFields`, kubectl's last-applied copy of the object): what a
-    /// policy judges is the object, and those are most of the API server's bytes.
-    pub fn policy_request(&self, mut object: StatefulSet, mut old: Option<StatefulSet>) -> String {
+    /// policy judges is the object, and those are most of the API server's bytes. The view is
+    /// made now; the whole request only if a policy needs it.
+    pub fn policy_input(&self, mut object: StatefulSet, mut old: Option<StatefulSet>) -> PolicyInput {
         for sts in std::iter::once(&mut object).chain(old.as_mut()) {
             strip_bookkeeping(sts);
         }
-        let (object, old) = (&object, old.as_ref());
+        let view = self.policy_request(&object, old.as_ref()).view_json();
+        // The review's own objects are not needed for the whole request: the judged ones are.
+        let fields = Request {
+            uid: self.uid.clone(),
+            kind: self.kind.clone(),
+            request_kind: self.request_kind.clone(),
+            resource: self.resource.clone(),
+            sub_resource: self.sub_resource.clone(),
+            name: self.name.clone(),
+            namespace: self.namespace.clone(),
+            operation: self.operation.clone(),
+            object: None,
+            old_object: None,
+            user_info: self.user_info.clone(),
+            dry_run: self.dry_run,
+        };
+        PolicyInput::new(view, move || fields.policy_request(&object, old.as_ref()).to_json())
+    }
+
+    fn policy_request<'a>(
+        &'a self,
+        object: &'a StatefulSet,
+        old: Option<&'a StatefulSet>,
+    ) -> PolicyRequest<'a> {
         PolicyRequest {
             uid: &self.uid,
             kind: self.kind.as_ref().map(GroupVersionKind::as_gvk),
@@ -263,7 +287,6 @@ impl Request {
             old_object: old,
             dry_run: self.dry_run,
         }
-        .to_json()
     }
 }
 
@@ -338,11 +361,11 @@ pub enum Validation {
     Evaluate(Judged),
 }
 
-/// What the policies judge: the request they receive (an AdmissionRequest as JSON, object
-/// expanded) and the StatefulSet as their scopes and exceptions see it.
+/// What the policies judge: the request they receive (an AdmissionRequest, object expanded, as
+/// a view and whole) and the StatefulSet as their scopes and exceptions see it.
 #[derive(Debug)]
 pub struct Judged {
-    pub request: String,
+    pub input: PolicyInput,
     pub subject: Subject,
 }
 
@@ -389,9 +412,7 @@ fn evaluate(
     old: Option<StatefulSet>,
 ) -> Result<Validation, ReviewError> {
     match Subject::of(&object, request.namespace.as_deref()) {
-        Ok(subject) => {
-            Ok(Validation::Evaluate(Judged { request: request.policy_request(object, old), subject }))
-        }
+        Ok(subject) => Ok(Validation::Evaluate(Judged { input: request.policy_input(object, old), subject })),
         Err(invalid) => expansion_refused(request, MutateError::Refused(invalid)).map(Validation::Answer),
     }
 }
@@ -413,7 +434,7 @@ pub fn scale_request(
         .map_err(|invalid| Box::new(Response::deny(&request.uid, 422, invalid.to_string())))?;
     let mut scaled = parent.clone();
     scaled.spec.get_or_insert_with(Default::default).replicas = Some(replicas);
-    Ok(Judged { request: request.policy_request(scaled, Some(parent.clone())), subject })
+    Ok(Judged { input: request.policy_input(scaled, Some(parent.clone())), subject })
 }
 
 /// The answer for the policies' evaluation: denied (403, every denial with its policy's name,

@@ -104,8 +104,8 @@ pub fn audit_request(sts: &StatefulSet) -> Result<Option<Judged>, PlanError> {
     let user = format!(r#"{{"username":"{AUDIT_USER}"}}"#);
     let user: Box<RawValue> = RawValue::from_string(user).expect("a JSON object");
     let uid = sts.metadata.uid.as_deref().unwrap_or_default();
-    let request = PolicyRequest::create(uid, &object, Some(&user)).to_json();
-    Ok(Some(Judged { request, subject }))
+    let input = PolicyRequest::create(uid, &object, Some(&user)).input();
+    Ok(Some(Judged { input, subject }))
 }
 
 /// The single result of a StatefulSet whose annotations can't be read.
@@ -393,7 +393,7 @@ mod tests {
     #[test]
     fn the_audit_request_is_a_create_of_the_stored_object_without_bookkeeping() {
         let judged = audit_request(&stored()).unwrap().unwrap();
-        let request: Value = serde_json::from_str(&judged.request).unwrap();
+        let request: Value = serde_json::from_str(judged.input.whole()).unwrap();
         assert_eq!(request["operation"], "CREATE");
         assert_eq!(request["namespace"], "shop");
         assert_eq!(request["userInfo"]["username"], AUDIT_USER);

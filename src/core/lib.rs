@@ -29,6 +29,7 @@ pub mod policy_request;
 pub mod quantity;
 pub mod scope;
 pub mod scripts;
+pub mod view;
 pub mod yaml;
 
 pub use mutate::{MutateError, Mutation, Operation, mutate, mutate_statefulset};

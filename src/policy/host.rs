@@ -4,7 +4,11 @@
 //! epoch deadline. WASI is linked only so that components built by rustc for wasm32-wasip2
 //! link: no preopened directories, no environment, no arguments, no sockets, clocks frozen at
 //! zero and no timers (a guest can't sleep past its deadline in a host call). A call's WASI
-//! context is made only if the guest uses it: the built-ins import nothing (build.rs).
+//! context is made only if the guest uses it: the built-ins import nothing of WASI (build.rs).
+//!
+//! Two worlds load (policies/README.md): `policy@0.2.0` components get the request's view and
+//! ask for the whole request through the world's `request` import; `policy@0.1.0` components
+//! get the whole request.
 //!
 //! Everything here is blocking: callers run it off the async executor.
 
@@ -16,20 +20,30 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use mysql_webhook_core::policy_request::PolicyInput;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{
-    Component, ComponentExportIndex, ComponentType, Lift, Linker, Resource, ResourceTable, WasmList, WasmStr,
+    Component, ComponentExportIndex, ComponentType, InstancePre, Lift, Linker, Resource, ResourceTable,
+    WasmList, WasmStr,
 };
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut, Trap};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{HostMonotonicClock, HostWallClock, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
+/// `mysql-webhook:policy@0.2.0`, the SDK's.
 mod bindings {
-    wasmtime::component::bindgen!({ path: "policies/wit", world: "policy" });
+    wasmtime::component::bindgen!({ path: "policies/wit/policy.wit", world: "policy" });
+}
+/// `mysql-webhook:policy@0.1.0`, frozen: its components keep loading.
+mod bindings_0_1 {
+    wasmtime::component::bindgen!({ path: "policies/wit/0.1.0/policy.wit", world: "policy" });
 }
 pub use super::engine::MEMORY_LIMIT;
-use bindings::PolicyPre;
-pub use bindings::Verdict;
+pub use bindings::exports::mysql_webhook::policy::validator::Verdict;
+
+/// The 0.2.0 world's export and import, by their component-level names.
+const VALIDATOR_0_2: &str = "mysql-webhook:policy/validator@0.2.0";
+const REVIEW_0_2: &str = "mysql-webhook:policy/review@0.2.0";
 
 /// The `verdict` record as the guest left it in its memory: strings and the list are lifted
 /// lazily, so the host copies only what it keeps (the message and the first
@@ -95,10 +109,20 @@ impl Fault {
     }
 }
 
+/// Which policy world a component exports: what its `validate` is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// `policy@0.1.0`: the whole request.
+    V0_1,
+    /// `policy@0.2.0`: the view, and the whole request through the `request` import.
+    V0_2,
+}
+
 /// A component ready to instantiate. Cheap to clone.
 #[derive(Clone)]
 pub struct Compiled {
-    pre: PolicyPre<Sandbox>,
+    pre: InstancePre<Sandbox>,
+    pub world: World,
     /// The two exports, looked up once.
     validate: ComponentExportIndex,
     validate_settings: ComponentExportIndex,
@@ -128,6 +152,8 @@ pub struct Sandbox {
     wasi: Option<WasiCtx>,
     table: ResourceTable,
     limiter: Limiter,
+    /// The request of a `validate` call, for the `request` import.
+    input: Option<PolicyInput>,
 }
 
 impl WasiView for Sandbox {
@@ -242,6 +268,15 @@ impl Host {
                 .map_err(engine_error)?;
         }
         linker.allow_shadowing(false);
+        // policy@0.2.0's `request`: the whole request, made on the review's first ask.
+        linker
+            .instance(REVIEW_0_2)
+            .map_err(engine_error)?
+            .func_wrap("request", |store: StoreContextMut<'_, Sandbox>, (): ()| match &store.data().input {
+                Some(input) => Ok((input.whole().to_owned(),)),
+                None => Err(anyhow::anyhow!("request can only be called from validate")),
+            })
+            .map_err(engine_error)?;
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         env!("CARGO_PKG_VERSION").hash(&mut hasher);
@@ -324,14 +359,33 @@ impl Host {
         let link_error =
             |e: wasmtime::Error| LoadError::Link { module: module.to_owned(), reason: format!("{e:#}") };
         let pre = self.linker.instantiate_pre(&component).map_err(link_error)?;
-        let pre = PolicyPre::new(pre).map_err(|e| LoadError::Link {
-            module: module.to_owned(),
-            reason: format!("it does not export the mysql-webhook:policy@0.1.0 world ({e:#})"),
-        })?;
-        // PolicyPre has checked both exports and their types: they are there.
-        let export = |name| component.get_export_index(None, name).expect("checked by PolicyPre::new");
+        // The newest world first; each PolicyPre checks both exports and their types.
+        let world = match bindings::PolicyPre::new(pre.clone()) {
+            Ok(_) => World::V0_2,
+            Err(newest) => match bindings_0_1::PolicyPre::new(pre.clone()) {
+                Ok(_) => World::V0_1,
+                Err(_) => {
+                    return Err(LoadError::Link {
+                        module: module.to_owned(),
+                        reason: format!(
+                            "it exports neither the mysql-webhook:policy@0.2.0 nor the @0.1.0 world ({newest:#})"
+                        ),
+                    });
+                }
+            },
+        };
+        // 0.1.0 exports the functions at the top level, 0.2.0 inside its versioned interface.
+        let interface = match world {
+            World::V0_1 => None,
+            World::V0_2 => {
+                Some(component.get_export_index(None, VALIDATOR_0_2).expect("checked by PolicyPre::new"))
+            }
+        };
+        let export =
+            |name| component.get_export_index(interface.as_ref(), name).expect("checked by PolicyPre::new");
         let compiled = Compiled {
             pre,
+            world,
             validate: export("validate"),
             validate_settings: export("validate-settings"),
             digest: digest.clone(),
@@ -358,6 +412,7 @@ impl Host {
             compiled,
             &compiled.validate_settings,
             timeout,
+            None,
             (settings,),
             |store, (result,): (Result<(), WasmStr>,)| {
                 Ok(match result {
@@ -368,19 +423,24 @@ impl Host {
         )
     }
 
-    /// `validate`, with the verdict checked for size and its texts truncated, reading no more
-    /// of the guest's result than it keeps.
+    /// `validate` on `input` in the form the component's world takes, with the verdict checked
+    /// for size and its texts truncated, reading no more of the guest's result than it keeps.
     pub fn validate(
         &self,
         compiled: &Compiled,
         timeout: Duration,
-        request: &str,
+        input: &PolicyInput,
         settings: &str,
     ) -> Result<Verdict, Fault> {
+        let request = match compiled.world {
+            World::V0_2 => input.view(),
+            World::V0_1 => input.whole(),
+        };
         self.call(
             compiled,
             &compiled.validate,
             timeout,
+            Some(input.clone()),
             (request, settings),
             |store, (verdict,): (GuestVerdict,)| {
                 let count = verdict.warnings.len();
@@ -420,6 +480,7 @@ impl Host {
         compiled: &Compiled,
         export: &ComponentExportIndex,
         timeout: Duration,
+        input: Option<PolicyInput>,
         params: P,
         read: impl FnOnce(&mut Store<Sandbox>, R) -> wasmtime::Result<T>,
     ) -> Result<T, Fault>
@@ -427,13 +488,14 @@ impl Host {
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
         R: wasmtime::component::ComponentNamedList + Lift + Send + Sync,
     {
-        let sandbox = Sandbox { wasi: None, table: ResourceTable::new(), limiter: Limiter { hit: false } };
+        let sandbox =
+            Sandbox { wasi: None, table: ResourceTable::new(), limiter: Limiter { hit: false }, input };
         let mut store = Store::new(&self.engine, sandbox);
         store.limiter(|sandbox| &mut sandbox.limiter);
         store.set_epoch_deadline(deadline_ticks(timeout));
         store.epoch_deadline_trap();
         let result = (|| {
-            let instance = compiled.pre.instance_pre().instantiate(&mut store)?;
+            let instance = compiled.pre.instantiate(&mut store)?;
             let func = instance.get_typed_func::<P, R>(&mut store, export)?;
             let results = func.call(&mut store, params)?;
             let value = read(&mut store, results)?;
@@ -687,15 +749,17 @@ mod tests {
     }
 
     #[test]
-    fn built_in_policies_import_nothing_from_the_host() {
+    fn built_in_policies_are_0_2_0_components_importing_nothing_but_the_request() {
         let host = Host::new(None).unwrap();
         for name in super::super::builtin::NAMES {
             let compiled = host.compile_builtin(name).unwrap().unwrap();
-            let component = compiled.pre.instance_pre().component();
+            assert_eq!(compiled.world, World::V0_2, "{name}");
+            let component = compiled.pre.component();
             let imports: Vec<String> = component
                 .component_type()
                 .imports(&host.engine)
                 .map(|(import, _)| import.to_owned())
+                .filter(|import| import != REVIEW_0_2)
                 .collect();
             assert!(imports.is_empty(), "{name} imports {imports:?}");
         }
@@ -712,7 +776,8 @@ mod tests {
             .unwrap();
         assert_eq!(host.compilations(), 1);
         let request = r#"{"uid":"u","operation":"CREATE","object":{"spec":{"replicas":3}}}"#;
-        assert!(host.validate(&compiled, Duration::from_secs(1), request, "{}").unwrap().allowed);
+        let input = PolicyInput::from_json(request.into());
+        assert!(host.validate(&compiled, Duration::from_secs(1), &input, "{}").unwrap().allowed);
     }
 
     #[test]

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 pub use config::{Failure, Mode, PolicyConfig};
-pub use host::{Fault, Host};
+pub use host::{Fault, Host, World};
+pub use mysql_webhook_core::policy_request::PolicyInput;
 pub use set::{Evaluation, Finding, FindingResult, PolicySet, Target};
 
 use crate::metrics::Metrics;
@@ -77,14 +78,14 @@ impl Policies {
     }
 
     /// Runs the current set on `request`. Blocking.
-    pub fn evaluate(&self, request: &str, metrics: Option<&Metrics>) -> Evaluation {
+    pub fn evaluate(&self, request: &PolicyInput, metrics: Option<&Metrics>) -> Evaluation {
         self.current().evaluate(&self.host, request, metrics)
     }
 
     /// Runs the current set's policies whose scope takes in `target` on `request`. Blocking.
     pub fn evaluate_scoped(
         &self,
-        request: &str,
+        request: &PolicyInput,
         target: Target<'_>,
         metrics: Option<&Metrics>,
     ) -> Evaluation {

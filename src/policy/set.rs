@@ -7,6 +7,7 @@
 use std::time::{Duration, Instant};
 
 use mysql_webhook_core::consts::ANNOTATION_POLICY_EXCEPTIONS;
+use mysql_webhook_core::policy_request::PolicyInput;
 use mysql_webhook_core::scope::{Decision, Labels, Subject, decide};
 
 use super::config::{Failure, Mode, Module, PolicyConfig};
@@ -183,9 +184,9 @@ impl PolicySet {
         self.policies.is_empty()
     }
 
-    /// Runs every policy on `request` (an AdmissionRequest as JSON, object expanded), one after
+    /// Runs every policy on `request` (an AdmissionRequest, object expanded), one after
     /// another, each in a fresh store, whatever the policies' scopes. Blocking.
-    pub fn evaluate(&self, host: &Host, request: &str, metrics: Option<&Metrics>) -> Evaluation {
+    pub fn evaluate(&self, host: &Host, request: &PolicyInput, metrics: Option<&Metrics>) -> Evaluation {
         self.evaluate_scoped(host, request, None, metrics)
     }
 
@@ -195,7 +196,7 @@ impl PolicySet {
     pub fn evaluate_scoped(
         &self,
         host: &Host,
-        request: &str,
+        request: &PolicyInput,
         target: Option<Target<'_>>,
         metrics: Option<&Metrics>,
     ) -> Evaluation {
@@ -239,7 +240,7 @@ impl PolicySet {
         Evaluation { findings }
     }
 
-    fn run(&self, host: &Host, policy: &Loaded, request: &str) -> Finding {
+    fn run(&self, host: &Host, policy: &Loaded, request: &PolicyInput) -> Finding {
         let started = Instant::now();
         let verdict =
             host.validate(&policy.compiled, policy.config.timeout, request, &policy.config.settings);

@@ -196,7 +196,7 @@ impl From<admission::ReviewError> for HandlerError {
 
 /// `/validate`: the policies on the expanded StatefulSet, or on the parent of a Scale.
 async fn validate(state: AppState, request: admission::Request) -> Result<admission::Response, HandlerError> {
-    let input = match admission::validation(&request)? {
+    let judged = match admission::validation(&request)? {
         admission::Validation::Answer(response) => return Ok(response),
         admission::Validation::Evaluate(judged) => judged,
         admission::Validation::Scale { namespace, name, replicas } => {
@@ -233,12 +233,13 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
         }
     };
     let (policies, metrics, span) = (state.policies.clone(), state.metrics.clone(), tracing::Span::current());
-    let namespace_labels = state.namespaces.as_ref().and_then(|cache| cache.labels(&input.subject.namespace));
+    let namespace_labels =
+        state.namespaces.as_ref().and_then(|cache| cache.labels(&judged.subject.namespace));
     let evaluation = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let _span = span.enter();
-        let target = Target { subject: &input.subject, namespace_labels: namespace_labels.as_ref() };
-        policies.evaluate_scoped(&input.request, target, Some(&metrics))
+        let target = Target { subject: &judged.subject, namespace_labels: namespace_labels.as_ref() };
+        policies.evaluate_scoped(&judged.input, target, Some(&metrics))
     })
     .await
     .map_err(|e| HandlerError::Internal(format!("the policy evaluation panicked: {e}")))?;

@@ -11,7 +11,7 @@ mod hostile;
 pub mod mock_api;
 mod render;
 #[allow(unused_imports)] // each test crate uses a different subset
-pub use hostile::hostile_policy;
+pub use hostile::{hostile_policy, hostile_policy_0_2};
 #[allow(unused_imports)] // each test crate uses a different subset
 pub use render::{assert_valid_strictly, is_custom_resource, kustomize};
 
@@ -153,14 +153,14 @@ pub fn write_policies(dir: &Path, yaml: &str) -> PathBuf {
     path
 }
 
-/// The AdmissionRequest (JSON) the policies see for a CREATE of `sts`, expanded.
-pub fn policy_request(sts: &Value) -> String {
+/// What the policies see for a CREATE of `sts`, expanded.
+pub fn policy_request(sts: &Value) -> mysql_webhook::policy::PolicyInput {
     let mut sts = sts.clone();
     sts["metadata"]["namespace"] = json!("shop");
     let object: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(sts).unwrap();
     let mutation =
         mysql_webhook_core::mutate_statefulset(&object, None, Some("shop")).unwrap().expect("opted in");
-    mysql_webhook_core::policy_request::PolicyRequest::create("test", &mutation.expanded, None).to_json()
+    mysql_webhook_core::policy_request::PolicyRequest::create("test", &mutation.expanded, None).input()
 }
 
 /// `check` of `deploy/examples/mysql-8.4.yaml` with the policy set in `policies` passes (exit 0).

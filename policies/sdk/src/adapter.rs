@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::{Policy, Request, Verdict};
+use crate::{Policy, Request, Verdict, Whole};
 
 /// The `validate-settings` export.
 ///
@@ -16,14 +16,15 @@ pub fn validate_settings<P: Policy>(settings: &str) -> Result<(), String> {
     checked_settings::<P>(settings).map(drop)
 }
 
-/// The `validate` export. Settings are checked again on every call, so a policy's `validate`
+/// The `validate` export: `view` is the request with its objects as views, `whole` where the
+/// whole request comes from. Settings are checked again on every call, so a policy's `validate`
 /// only ever sees settings its `validate_settings` accepted, whatever the host does.
-pub fn validate<P: Policy>(request: impl Into<String>, settings: &str) -> Verdict {
+pub fn validate<P: Policy>(view: &str, settings: &str, whole: Whole) -> Verdict {
     let settings = match checked_settings::<P>(settings) {
         Ok(settings) => settings,
         Err(e) => return Verdict::deny(e),
     };
-    match Request::from_json(request) {
+    match Request::from_view(view, whole) {
         Ok(request) => P::validate(&request, &settings),
         Err(e) => Verdict::deny(format!("the policy could not read the admission request: {e}")),
     }
@@ -135,20 +136,21 @@ mod tests {
     #[test]
     fn validate_refuses_settings_the_policy_refuses() {
         let request = crate::testing::create(crate::testing::expanded_statefulset()).to_string();
-        let v = validate::<Echo>(&request, r#"{"min": 10}"#);
+        let v = validate::<Echo>(&request, r#"{"min": 10}"#, Whole::Json(request.clone()));
         assert_eq!(v.message(), "settings: min (10) is above 9");
-        assert_eq!(validate::<Echo>(&request, "null").message(), "mysql min=1");
+        assert_eq!(validate::<Echo>(&request, "null", Whole::Json(request.clone())).message(), "mysql min=1");
     }
 
     #[test]
     fn unreadable_requests_are_denied_with_the_reason() {
-        let v = validate::<Echo>("42", "");
+        let unread = || Whole::Json(String::new());
+        let v = validate::<Echo>("42", "", unread());
         assert!(!v.allowed);
         assert!(v.message().starts_with("the policy could not read the admission request: invalid type: integer `42`, expected struct AdmissionRequest"), "{v:?}");
         let scale = r#"{"operation": "UPDATE", "object": {"apiVersion": "autoscaling/v1", "kind": "Scale"}}"#;
-        let v = validate::<Echo>(scale, "");
+        let v = validate::<Echo>(scale, "", unread());
         assert!(v.message().contains("autoscaling/v1"), "{v:?}");
-        let v = validate::<Echo>(r#"{"operation": "CREATE"}"#, "");
+        let v = validate::<Echo>(r#"{"operation": "CREATE"}"#, "", unread());
         assert!(v.message().ends_with("object is missing"), "{v:?}");
     }
 }

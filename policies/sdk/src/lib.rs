@@ -1,9 +1,10 @@
 //! Write mysql-webhook topology policies in Rust.
 //!
-//! A policy is a WebAssembly component implementing the world in `policies/wit/policy.wit`. This
-//! crate owns everything between that world and a policy's rules: the bindings, the
-//! [`export_policy!`] macro that exports a [`Policy`], the parsed [`Request`] (with the
-//! StatefulSet as a [`view`] of what topology policies read), the [`Verdict`]
+//! A policy is a WebAssembly component implementing the world `mysql-webhook:policy@0.2.0` in
+//! `policies/wit/policy.wit`. This crate owns everything between that world and a policy's
+//! rules: the bindings, the [`export_policy!`] macro that exports a [`Policy`], the parsed
+//! [`Request`] (with the StatefulSet as a [`view`] of what topology policies read, which is what
+//! the host sends, and the whole object on demand), the [`Verdict`]
 //! builders, Kubernetes [`quantity`] and label [`selector`] helpers, and [`testing`] to run a
 //! policy natively through the same code path as the wasm exports.
 //!
@@ -69,14 +70,15 @@ mod request;
 pub mod selector;
 pub mod testing;
 mod verdict;
-pub mod view;
 
 pub use k8s_openapi;
 /// Image references, parsed as the webhook parses them (shared with it).
 pub use mysql_webhook_core::image;
 /// Kubernetes name rules, as the webhook checks them (shared with it).
 pub use mysql_webhook_core::names;
-pub use request::{ContainerImage, ContainerKind, Operation, Request};
+/// The StatefulSet as the host sends it, cut to what topology policies read (shared with it).
+pub use mysql_webhook_core::view;
+pub use request::{ContainerImage, ContainerKind, Operation, Request, Whole};
 pub use verdict::Verdict;
 pub use view::{ContainerView, PodSpecView, StatefulSetView};
 
@@ -86,7 +88,7 @@ pub use view::{ContainerView, PodSpecView, StatefulSetView};
 pub mod bindings {
     wit_bindgen::generate!({
         world: "policy",
-        path: "../wit",
+        path: "../wit/policy.wit",
         pub_export_macro: true,
         default_bindings_module: "::mysql_webhook_policy::bindings",
     });
@@ -124,13 +126,17 @@ macro_rules! export_policy {
         #[doc(hidden)]
         pub struct __MysqlWebhookPolicyExport;
 
-        impl $crate::bindings::Guest for __MysqlWebhookPolicyExport {
+        impl $crate::bindings::exports::mysql_webhook::policy::validator::Guest for __MysqlWebhookPolicyExport {
             fn validate_settings(settings: String) -> Result<(), String> {
                 $crate::adapter::validate_settings::<$policy>(&settings)
             }
 
-            fn validate(request: String, settings: String) -> $crate::bindings::Verdict {
-                $crate::adapter::validate::<$policy>(request, &settings).into()
+            fn validate(
+                view: String,
+                settings: String,
+            ) -> $crate::bindings::exports::mysql_webhook::policy::validator::Verdict {
+                let whole = $crate::Whole::Host($crate::bindings::mysql_webhook::policy::review::request);
+                $crate::adapter::validate::<$policy>(&view, &settings, whole).into()
             }
         }
 

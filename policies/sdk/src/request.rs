@@ -1,6 +1,6 @@
-//! The admission request as policies see it: the AdmissionRequest JSON the host sends, with the
-//! StatefulSets as [`StatefulSetView`]s (what topology policies read) and the whole objects on
-//! demand, and accessors for what MySQL policies keep asking about.
+//! The admission request as policies see it: the view the host sends (the AdmissionRequest JSON
+//! with its StatefulSets as [`StatefulSetView`]s, what topology policies read), the whole
+//! objects on demand, and accessors for what MySQL policies keep asking about.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -49,8 +49,18 @@ pub struct Request {
     pub user_info: UserInfo,
     /// True for `--dry-run=server`: nothing will be persisted.
     pub dry_run: bool,
-    /// The request as the host sent it, for [`Request::statefulset`].
-    json: String,
+    /// Where the whole request comes from, for [`Request::statefulset`].
+    whole: Whole,
+}
+
+/// Where a [`Request`]'s whole AdmissionRequest (JSON) comes from.
+#[derive(Debug, Clone)]
+pub enum Whole {
+    /// At hand: a request parsed from the whole JSON, or a native test's.
+    Json(String),
+    /// Asked for when needed: in the host, the world's `request` import, which makes it once per
+    /// review and copies it into the policy's memory on each call.
+    Host(fn() -> String),
 }
 
 /// Only the fields policies use; unknown ones (kind, resource, options, ...) are ignored so the
@@ -78,18 +88,26 @@ struct AdmissionRequest<Object> {
 }
 
 impl Request {
-    /// Parses the AdmissionRequest JSON the host passes to `validate`.
+    /// Parses a whole AdmissionRequest (JSON), as `policy@0.1.0` components received it.
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::from_view`].
+    pub fn from_json(json: impl Into<String>) -> Result<Self, String> {
+        let json = json.into();
+        Self::from_view(&json.clone(), Whole::Json(json))
+    }
+
+    /// Parses the view the host passes to `validate` (an AdmissionRequest whose objects are
+    /// [`StatefulSetView`]s); the whole request, when asked for, comes from `whole`.
     ///
     /// # Errors
     ///
     /// A message naming what was wrong: not JSON, a field of the wrong shape, an object that is
     /// not an apps/v1 StatefulSet, or no object at all outside a DELETE.
-    pub fn from_json(json: impl Into<String>) -> Result<Self, String> {
-        // Taken, not copied, when the caller owns it (the wasm export does): a copy of the
-        // request was a tenth of a built-in's work per call.
-        let json = json.into();
+    pub fn from_view(view: &str, whole: Whole) -> Result<Self, String> {
         let wire: AdmissionRequest<StatefulSetView> =
-            serde_json::from_str(&json).map_err(|e| e.to_string())?;
+            serde_json::from_str(view).map_err(|e| e.to_string())?;
         let (object, old_object) = objects(wire.operation, wire.object, wire.old_object)?;
         object.check_kind()?;
         old_object.as_ref().map(StatefulSetView::check_kind).transpose()?;
@@ -103,12 +121,12 @@ impl Request {
             old_object,
             user_info: wire.user_info.unwrap_or_default(),
             dry_run: wire.dry_run.unwrap_or(false),
-            json,
+            whole,
         })
     }
 
-    /// The whole of [`Request::object`] as k8s-openapi types, parsed from the request at each
-    /// call: for the fields [`StatefulSetView`] leaves out (commands, probes, security
+    /// The whole of [`Request::object`] as k8s-openapi types, asked of the host and parsed at
+    /// each call: for the fields [`StatefulSetView`] leaves out (commands, probes, security
     /// contexts, ...).
     ///
     /// # Errors
@@ -128,8 +146,11 @@ impl Request {
     }
 
     fn whole(&self) -> Result<(StatefulSet, Option<StatefulSet>), String> {
-        let wire: AdmissionRequest<StatefulSet> =
-            serde_json::from_str(&self.json).map_err(|e| e.to_string())?;
+        let json = match &self.whole {
+            Whole::Json(json) => std::borrow::Cow::Borrowed(json.as_str()),
+            Whole::Host(request) => std::borrow::Cow::Owned(request()),
+        };
+        let wire: AdmissionRequest<StatefulSet> = serde_json::from_str(&json).map_err(|e| e.to_string())?;
         objects(wire.operation, wire.object, wire.old_object)
     }
 

@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 use serde_json::{Value, json};
 
-use crate::{Policy, Verdict, adapter};
+use crate::{Policy, Verdict, Whole, adapter};
 
 /// The webhook's output for a typical annotated 3-member StatefulSet (`tests/golden/mysql-8.4.yaml`).
 const EXPANDED_MYSQL: &str = include_str!("expanded-mysql.json");
@@ -19,9 +19,12 @@ pub fn validate_settings<P: Policy>(settings: &str) -> Result<(), String> {
     adapter::validate_settings::<P>(settings)
 }
 
-/// `validate` as the host calls it per admission.
+/// `validate` as the host calls it per admission: with the request's view, and the whole
+/// request on demand.
 pub fn validate<P: Policy>(request: &Value, settings: &str) -> Verdict {
-    adapter::validate::<P>(request.to_string(), settings)
+    let whole = request.to_string();
+    let view = mysql_webhook_core::view::view_of_request(&whole).unwrap_or_else(|_| whole.clone());
+    adapter::validate::<P>(&view, settings, Whole::Json(whole))
 }
 
 /// The default expansion of a 3-member MySQL 8.4 StatefulSet named `mysql`: images `mysql:8.4`

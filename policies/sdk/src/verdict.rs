@@ -51,7 +51,7 @@ impl Verdict {
     }
 }
 
-impl From<Verdict> for crate::bindings::Verdict {
+impl From<Verdict> for crate::bindings::exports::mysql_webhook::policy::validator::Verdict {
     fn from(v: Verdict) -> Self {
         Self { allowed: v.allowed, message: v.message, warnings: v.warnings }
     }

@@ -6,8 +6,20 @@
 //! warning), `many-warnings` (a million empty warnings), `wasi-probe` (tries every capability
 //! WASI could grant and denies with what each attempt got). Written against the raw bindings,
 //! without the SDK, as a component from any toolchain would be.
+//!
+//! Built for `mysql-webhook:policy@0.1.0` by default, as a component built before 0.2.0 was;
+//! with the feature `world-0-2` for 0.2.0. `forms` denies with what `validate` was given (and in
+//! 0.2.0 what the `request` import returns); `request` (0.2.0) calls the import, which in
+//! `validate-settings` the host can't answer.
 
-wit_bindgen::generate!({ path: "../../../policies/wit", world: "policy" });
+#[cfg(not(feature = "world-0-2"))]
+wit_bindgen::generate!({ path: "../../../policies/wit/0.1.0/policy.wit", world: "policy" });
+#[cfg(feature = "world-0-2")]
+wit_bindgen::generate!({ path: "../../../policies/wit/policy.wit", world: "policy" });
+#[cfg(feature = "world-0-2")]
+use exports::mysql_webhook::policy::validator::{Guest, Verdict};
+#[cfg(feature = "world-0-2")]
+use mysql_webhook::policy::review::request;
 
 struct Hostile;
 
@@ -45,8 +57,19 @@ fn misbehave(what: &str) -> Verdict {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Verdict { allowed: true, message: None, warnings: vec![] }
         }
+        #[cfg(feature = "world-0-2")]
+        "request" => Verdict { allowed: request().is_empty(), message: None, warnings: vec![] },
         _ => Verdict { allowed: true, message: None, warnings: vec![] },
     }
+}
+
+/// What a request (JSON) holds: its size, and whether it carries the containers' scripts.
+fn describe(request: &str) -> String {
+    format!(
+        "{} bytes, commands {}",
+        request.len(),
+        if request.contains("\"command\"") { "present" } else { "absent" }
+    )
 }
 
 /// `what=outcome;…` for each capability a policy must not have.
@@ -82,7 +105,14 @@ impl Guest for Hostile {
         }
     }
 
-    fn validate(_request: String, settings: String) -> Verdict {
+    fn validate(given: String, settings: String) -> Verdict {
+        if behaviour(&settings, "validate") == "forms" {
+            #[cfg(feature = "world-0-2")]
+            let message = format!("view: {}; whole: {}", describe(&given), describe(&request()));
+            #[cfg(not(feature = "world-0-2"))]
+            let message = format!("request: {}", describe(&given));
+            return Verdict { allowed: false, message: Some(message), warnings: vec![] };
+        }
         misbehave(behaviour(&settings, "validate"))
     }
 }
