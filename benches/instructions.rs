@@ -19,6 +19,10 @@ use mysql_webhook_core::admission::{self, Validation};
 #[path = "../tests/common/hostile.rs"]
 mod hostile;
 
+/// The server's allocator (src/main.rs): the host's counts include every allocation it makes.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let scenario = std::env::var("SCENARIO").unwrap_or_else(|_| "policies".into());
     let iterations: usize = std::env::var("ITERATIONS").ok().and_then(|n| n.parse().ok()).unwrap_or(1);

@@ -274,6 +274,11 @@ fn the_answer_is_a_whole_admission_review_with_the_requests_uid() {
     assert_eq!(answer["kind"], "AdmissionReview");
     assert_eq!(answer["response"]["uid"], request.uid.as_str());
     assert_eq!(answer["response"]["patchType"], "JSONPatch");
+    // The patch spliced into the answer is the response's own, whole.
+    let response = mutate_review(&request).unwrap();
+    assert_eq!(answer["response"]["patch"], response.patch.as_deref().unwrap());
+    assert_eq!(answer["response"]["allowed"], true);
+    assert!(answer["response"]["warnings"].is_array(), "the fields after the patch are kept");
 }
 
 #[test]

@@ -82,8 +82,13 @@ impl<'a> PolicyRequest<'a> {
     pub fn view_json(&self) -> String {
         let object = StatefulSetView::of(self.object);
         let old_object = self.old_object.map(StatefulSetView::of);
-        let view = self.with_objects(&object, old_object.as_ref());
-        serde_json::to_string(&view).expect("Kubernetes types and strings always serialise")
+        self.view_with(&object, old_object.as_ref())
+    }
+
+    /// The request about the views `object` and `old_object` (made already), as JSON.
+    pub fn view_with(&self, object: &StatefulSetView, old_object: Option<&StatefulSetView>) -> String {
+        serde_json::to_string(&self.with_objects(object, old_object))
+            .expect("Kubernetes types and strings always serialise")
     }
 
     /// Both forms, made now: for requests judged once (`check`, the audit, tests).

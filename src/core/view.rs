@@ -65,6 +65,12 @@ impl StatefulSetView {
         }
     }
 
+    /// This view without the API server's and kubectl's bookkeeping, for a view parsed from an
+    /// object as it came.
+    pub fn without_bookkeeping(self) -> StatefulSetView {
+        StatefulSetView { metadata: without_bookkeeping(&self.metadata), ..self }
+    }
+
     /// Refuses an object that says it is something else than an apps/v1 StatefulSet, as
     /// k8s-openapi's own parser does.
     pub fn check_kind(&self) -> Result<(), String> {
@@ -250,8 +256,7 @@ pub fn view_of_request(whole: &str) -> Result<String, serde_json::Error> {
     let mut request: Map<String, Value> = serde_json::from_str(whole)?;
     for key in ["object", "oldObject"] {
         if let Some(object) = request.get_mut(key).filter(|object| !object.is_null()) {
-            let mut view = StatefulSetView::deserialize(&*object)?;
-            view.metadata = without_bookkeeping(&view.metadata);
+            let view = StatefulSetView::deserialize(&*object)?.without_bookkeeping();
             *object = serde_json::to_value(view)?;
         }
     }

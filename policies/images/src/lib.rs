@@ -95,6 +95,8 @@ impl Policy for Images {
 }
 
 export_policy!(Images);
+// One instance per call: allocations need never be freed (see the SDK's `arena`).
+mysql_webhook_policy::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

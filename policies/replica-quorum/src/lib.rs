@@ -103,6 +103,8 @@ impl Policy for ReplicaQuorum {
 }
 
 export_policy!(ReplicaQuorum);
+// One instance per call: allocations need never be freed (see the SDK's `arena`).
+mysql_webhook_policy::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

@@ -149,6 +149,8 @@ impl Policy for Resources {
 }
 
 export_policy!(Resources);
+// One instance per call: allocations need never be freed (see the SDK's `arena`).
+mysql_webhook_policy::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

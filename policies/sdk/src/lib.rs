@@ -65,6 +65,7 @@
 
 #[doc(hidden)]
 pub mod adapter;
+pub mod arena;
 pub mod quantity;
 mod request;
 pub mod selector;

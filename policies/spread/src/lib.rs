@@ -155,6 +155,8 @@ impl Policy for Spread {
 }
 
 export_policy!(Spread);
+// One instance per call: allocations need never be freed (see the SDK's `arena`).
+mysql_webhook_policy::use_call_arena!();
 
 #[cfg(test)]
 mod tests {

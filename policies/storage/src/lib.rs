@@ -121,6 +121,8 @@ impl Policy for Storage {
 }
 
 export_policy!(Storage);
+// One instance per call: allocations need never be freed (see the SDK's `arena`).
+mysql_webhook_policy::use_call_arena!();
 
 #[cfg(test)]
 mod tests {
