@@ -235,13 +235,6 @@ impl Request {
             && self.operation == "UPDATE"
     }
 
-    /// The object (and, on UPDATE, the stored object) as StatefulSets.
-    fn statefulsets(&self) -> Result<(StatefulSet, Option<StatefulSet>), ReviewError> {
-        let object = self.statefulset()?;
-        let old = self.stored()?.map(|raw| parse_statefulset(raw, "oldObject")).transpose()?;
-        Ok((object, old))
-    }
-
     /// The object as a StatefulSet.
     fn statefulset(&self) -> Result<StatefulSet, ReviewError> {
         let object = self.object.as_deref().ok_or_else(|| ReviewError("request.object is missing".into()))?;
@@ -281,10 +274,7 @@ impl Request {
         old: &RawValue,
     ) -> Result<PolicyInput, ReviewError> {
         strip_bookkeeping(&mut object);
-        let old_view = serde_json::from_str::<StatefulSetView>(old.get())
-            .map_err(|e| invalid_statefulset("oldObject", &e))?
-            .without_bookkeeping();
-        old_view.check_kind().map_err(|e| ReviewError(format!("request.oldObject: {e}")))?;
+        let old_view = parse_view(old)?.without_bookkeeping();
         let object_view = StatefulSetView::of(&object);
         let view = self.policy_request(&object, None).view_with(&object_view, Some(&old_view));
         let (fields, old) = (self.fields(), old.to_owned());
@@ -343,6 +333,14 @@ fn parse_statefulset(raw: &RawValue, field: &str) -> Result<StatefulSet, ReviewE
     serde_json::from_str::<StatefulSet>(raw.get()).map_err(|e| invalid_statefulset(field, &e))
 }
 
+/// The stored object as a view: what is read of it unless a policy asks for the whole.
+fn parse_view(old: &RawValue) -> Result<StatefulSetView, ReviewError> {
+    let view = serde_json::from_str::<StatefulSetView>(old.get())
+        .map_err(|e| invalid_statefulset("oldObject", &e))?;
+    view.check_kind().map_err(|e| ReviewError(format!("request.oldObject: {e}")))?;
+    Ok(view)
+}
+
 fn invalid_statefulset(field: &str, error: &serde_json::Error) -> ReviewError {
     ReviewError(format!("request.{field} is not a valid apps/v1 StatefulSet: {error}"))
 }
@@ -380,7 +378,8 @@ pub fn mutate_review(request: &Request) -> Result<Response, ReviewError> {
     if !request.is_statefulset_write() {
         return Ok(Response::allow(&request.uid));
     }
-    let (object, old) = request.statefulsets()?;
+    let object = request.statefulset()?;
+    let old = request.stored()?.map(parse_view).transpose()?;
     Ok(match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Response::allow(&request.uid),
         Ok(Some(mutation)) => {
@@ -457,7 +456,8 @@ pub fn validation(request: &Request) -> Result<Validation, ReviewError> {
         };
     }
     let old = request.stored()?.map(|raw| parse_statefulset(raw, "oldObject")).transpose()?;
-    match mutate_statefulset(&object, old.as_ref(), request.namespace.as_deref()) {
+    let old_view = old.as_ref().map(StatefulSetView::of);
+    match mutate_statefulset(&object, old_view.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
         Ok(Some(mutation)) => evaluate(request, mutation.expanded, old.map(Stored::Parsed)),
         Err(error) => expansion_refused(request, error).map(Validation::Answer),

@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::consts::{ANNOTATION_RESTORE_FROM, ANNOTATION_RESTORE_TO_TIME, ANNOTATION_STORAGE, VOLUME_DATA};
 use crate::expand::expand;
 use crate::plan::{Plan, PlanError, parse_restore_from, parse_rfc3339, plan};
+use crate::view::StatefulSetView;
 
 /// What the request does to the object.
 #[derive(Debug, Clone, Copy)]
@@ -55,17 +56,19 @@ pub fn mutate(
     namespace: Option<&str>,
 ) -> Result<Option<Mutation>, MutateError> {
     let old = match operation {
-        Operation::Update { old } => Some(parse(old)?),
+        Operation::Update { old } => Some(StatefulSetView::deserialize(old).map_err(MutateError::Malformed)?),
         Operation::Create => None,
     };
     mutate_statefulset(&parse(object)?, old.as_ref(), namespace)
 }
 
 /// [`mutate`] on objects already parsed (the webhook parses the review's object straight into
-/// a StatefulSet); `old` is the stored object of an update.
+/// a StatefulSet); `old` is the stored object of an update, of which only what the view holds is
+/// read (its service name, annotations and claim templates), so it is parsed as one: building
+/// its scripts was a fifth of an UPDATE's cost.
 pub fn mutate_statefulset(
     submitted: &StatefulSet,
-    old: Option<&StatefulSet>,
+    old: Option<&StatefulSetView>,
     namespace: Option<&str>,
 ) -> Result<Option<Mutation>, MutateError> {
     let Some(plan) = plan(submitted, namespace)? else { return Ok(None) };
@@ -97,7 +100,7 @@ fn parse(object: &Value) -> Result<StatefulSet, MutateError> {
 
 /// An update can't add what only a create can: the claim template and the service name are
 /// immutable, so a StatefulSet created without the expansion can't be converted in place.
-fn check_update(old: &StatefulSet, plan: &Plan, warnings: &mut Vec<String>) -> Result<(), PlanError> {
+fn check_update(old: &StatefulSetView, plan: &Plan, warnings: &mut Vec<String>) -> Result<(), PlanError> {
     let spec = old.spec.as_ref();
     if spec.and_then(|s| s.service_name.as_deref()).is_none_or(str::is_empty) {
         return Err(PlanError::NoServiceNameOnUpdate);

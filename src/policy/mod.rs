@@ -9,6 +9,7 @@ pub mod config;
 mod engine;
 pub mod host;
 pub mod set;
+pub mod workers;
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};

@@ -5,9 +5,9 @@
 //! size ([`BODY_LIMIT`]) and in time ([`BODY_TIMEOUT`]), handshakes and headers too. SIGTERM and
 //! SIGINT stop accepting and drain the requests in flight.
 //!
-//! `/validate` runs the policies off the async executor (`spawn_blocking`), at most
-//! [`AppState::evaluations`] at a time, so a slow policy never stalls the accept loop, the probes
-//! or `/mutate`.
+//! `/validate` runs the policies off the async executor, on the policy workers
+//! ([`crate::policy::workers`]), at most [`AppState::evaluations`] at a time, so a slow policy
+//! never stalls the accept loop, the probes or `/mutate`.
 //!
 //! The server is bounded everywhere, and answers at once when full instead of queueing without
 //! end: at most [`MAX_CONNECTIONS`] connections (more are closed as they arrive), idle ones
@@ -40,6 +40,7 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceLabels;
+use crate::policy::workers::Workers;
 use crate::policy::{Policies, PolicyError, Source, Target};
 use crate::scale::{ClusterLookup, ParentLookup};
 use mysql_webhook_core::admission::{self, Outcome};
@@ -94,6 +95,8 @@ pub struct AppState {
     pub evaluations: Arc<tokio::sync::Semaphore>,
     /// Reviews waiting for an evaluation slot.
     pub queued_evaluations: Arc<std::sync::atomic::AtomicUsize>,
+    /// The threads evaluations run on, one per slot.
+    pub workers: Arc<Workers>,
     /// [`BODY_BUDGET`] in units of [`BUDGET_UNIT`] bytes.
     pub body_budget: Arc<tokio::sync::Semaphore>,
 }
@@ -110,6 +113,7 @@ impl AppState {
             namespaces: None,
             evaluations: Arc::new(tokio::sync::Semaphore::new(cores)),
             queued_evaluations: Arc::default(),
+            workers: Arc::new(Workers::start(cores)),
             body_budget: Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET / BUDGET_UNIT)),
         }
     }
@@ -235,14 +239,16 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
     let (policies, metrics, span) = (state.policies.clone(), state.metrics.clone(), tracing::Span::current());
     let namespace_labels =
         state.namespaces.as_ref().and_then(|cache| cache.labels(&judged.subject.namespace));
-    let evaluation = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let _span = span.enter();
-        let target = Target { subject: &judged.subject, namespace_labels: namespace_labels.as_ref() };
-        policies.evaluate_scoped(&judged.input, target, Some(&metrics))
-    })
-    .await
-    .map_err(|e| HandlerError::Internal(format!("the policy evaluation panicked: {e}")))?;
+    let evaluation = state
+        .workers
+        .run(move || {
+            let _permit = permit;
+            let _span = span.enter();
+            let target = Target { subject: &judged.subject, namespace_labels: namespace_labels.as_ref() };
+            policies.evaluate_scoped(&judged.input, target, Some(&metrics))
+        })
+        .await
+        .map_err(|panicked| HandlerError::Internal(panicked.to_string()))?;
     for finding in &evaluation.findings {
         tracing::debug!(policy = %finding.policy, outcome = finding.outcome(), micros = finding.duration.as_micros() as u64, "policy evaluated");
     }
