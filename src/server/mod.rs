@@ -493,6 +493,12 @@ pub async fn serve(
             tracing::debug!(%peer, limit = MAX_CONNECTIONS, "connection refused: at the connection limit");
             continue;
         };
+        // An answer is written as a few small TLS records: without NODELAY, Nagle holds the last
+        // until the client acknowledges the first, which a client delaying its ACKs makes tens of
+        // milliseconds (p99 of 44 ms at 1,000 req/s with hey over HTTP/2).
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%peer, %error, "TCP_NODELAY could not be set");
+        }
         let (acceptor, builder, app, mut draining) =
             (acceptor.clone(), builder.clone(), app.clone(), draining.clone());
         tokio::spawn(async move {
