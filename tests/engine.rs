@@ -448,9 +448,9 @@ fn the_patch_reproduces_the_expansion_and_escapes_annotation_style_keys() {
     object["metadata"]["labels"] = json!({"team": "a"});
     let mutation = mutate(&object, Operation::Create, None).unwrap().unwrap();
     let mut patched = object.clone();
-    json_patch::patch(&mut patched, &mutation.patch).expect("the patch applies");
+    json_patch::patch(&mut patched, &mutation.patch.operations()).expect("the patch applies");
     assert_eq!(patched, serde_json::to_value(&mutation.expanded).unwrap());
-    let paths: Vec<String> = mutation.patch.0.iter().map(|op| op.path().to_string()).collect();
+    let paths: Vec<String> = mutation.patch.operations().0.iter().map(|op| op.path().to_string()).collect();
     assert!(paths.contains(&"/metadata/labels/mysql-webhook.io~1managed".to_owned()), "{paths:?}");
 }
 
@@ -462,7 +462,7 @@ fn an_expanded_object_yields_no_patch_even_with_api_server_serialisation_noise()
     expanded["spec"]["template"]["metadata"]["creationTimestamp"] = Value::Null;
     expanded["status"] = json!({"replicas": 0, "availableReplicas": 0});
     let mutation = mutate(&expanded, Operation::Create, None).unwrap().unwrap();
-    assert!(mutation.patch.0.is_empty(), "{:?}", mutation.patch);
+    assert!(mutation.patch.is_empty(), "{:?}", mutation.patch);
     assert!(mutation.warnings.is_empty(), "no warnings when nothing changes");
 }
 
@@ -479,7 +479,7 @@ fn updating_replicas_or_image_never_patches_immutable_fields() {
         let mut updated = created.clone();
         json_patch::merge(&mut updated, &edit);
         let mutation = mutate(&updated, Operation::Update { old: &created }, None).unwrap().unwrap();
-        for op in &mutation.patch.0 {
+        for op in &mutation.patch.operations().0 {
             let path = op.path().to_string();
             for immutable in [
                 "/spec/volumeClaimTemplates",
@@ -491,7 +491,7 @@ fn updating_replicas_or_image_never_patches_immutable_fields() {
             }
         }
         let mut patched = updated.clone();
-        json_patch::patch(&mut patched, &mutation.patch).unwrap();
+        json_patch::patch(&mut patched, &mutation.patch.operations()).unwrap();
         assert_eq!(patched["spec"]["template"]["spec"]["containers"][1]["name"], "xtrabackup");
     }
 }
@@ -619,7 +619,7 @@ fn an_expanded_object_after_api_server_defaulting_yields_no_patch() {
         apiserver_defaults(&mut stored);
         for operation in [Operation::Create, Operation::Update { old: &stored }] {
             let mutation = mutate(&stored, operation, None).unwrap().unwrap();
-            assert!(mutation.patch.0.is_empty(), "{image}: {:?}", mutation.patch);
+            assert!(mutation.patch.is_empty(), "{image}: {:?}", mutation.patch);
         }
     }
 }

@@ -384,9 +384,9 @@ pub fn mutate_review(request: &Request) -> Result<Response, ReviewError> {
         Ok(None) => Response::allow(&request.uid),
         Ok(Some(mutation)) => {
             let mut response = Response::allow(&request.uid);
-            if !mutation.patch.0.is_empty() {
-                let patch = serde_json::to_vec(&mutation.patch).expect("a JSON Patch always serialises");
-                response.patch = Some(base64::engine::general_purpose::STANDARD.encode(patch));
+            if !mutation.patch.is_empty() {
+                response.patch =
+                    Some(base64::engine::general_purpose::STANDARD.encode(mutation.patch.as_bytes()));
                 response.patch_type = Some("JSONPatch");
             }
             response.warnings = mutation.warnings;

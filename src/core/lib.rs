@@ -5,7 +5,7 @@
 //! The path of an object: [`plan`] reads and validates the annotations into a [`Plan`];
 //! [`expand`] builds the replicated pattern (with the shell scripts of [`scripts`] and the
 //! per-server facts of [`flavor`]); [`companions`] renders the objects beside it; [`mutate`]
-//! turns the expansion into the minimal JSON Patch; [`admission`] decides what `/mutate` and
+//! turns the expansion into the minimal JSON Patch (written by [`patch`]); [`admission`] decides what `/mutate` and
 //! `/validate` answer for a review; [`manifests`] and [`yaml`] do the same for the CLI's
 //! documents; [`scope`] decides which policies judge which StatefulSet; [`backup_jobs`] what a finished
 //! backup Job means; [`audit`] what the audit of running StatefulSets reports, and when. The shared
@@ -24,6 +24,7 @@ pub mod image;
 pub mod manifests;
 pub mod mutate;
 pub mod names;
+pub mod patch;
 pub mod plan;
 pub mod policy_request;
 pub mod quantity;

@@ -115,7 +115,7 @@ fn expand_object(
         Err(MutateError::Refused(invalid)) => return Err(fail(invalid.to_string())),
         Err(MutateError::Malformed(e)) => return Err(fail(format!("not a valid apps/v1 StatefulSet: {e}"))),
     };
-    json_patch::patch(object, &mutation.patch)
+    json_patch::patch(object, &mutation.patch.operations())
         .map_err(|e| fail(format!("internal error applying the expansion: {e}")))?;
 
     let plan = &mutation.plan;

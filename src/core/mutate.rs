@@ -4,15 +4,16 @@
 //! The patch is the difference between the submitted object *as Kubernetes types* and the
 //! expansion. Comparing typed forms (not the raw JSON) matters: the API server sends
 //! `creationTimestamp: null` and other serialisation noise that a raw diff would turn into
-//! spurious operations, and then an expanded object would never yield an empty patch.
+//! spurious operations, and then an expanded object would never yield an empty patch. The
+//! patch is written as the expansion is serialised ([`crate::patch`]).
 
-use json_patch::Patch;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::consts::{ANNOTATION_RESTORE_FROM, ANNOTATION_RESTORE_TO_TIME, ANNOTATION_STORAGE, VOLUME_DATA};
 use crate::expand::expand;
+use crate::patch::{self, JsonPatch};
 use crate::plan::{Plan, PlanError, parse_restore_from, parse_rfc3339, plan};
 use crate::view::StatefulSetView;
 
@@ -32,7 +33,7 @@ pub struct Mutation {
     pub plan: Plan,
     pub expanded: StatefulSet,
     /// Empty when the object is already expanded.
-    pub patch: Patch,
+    pub patch: JsonPatch,
     /// Defaults filled in and edits that can't take effect, for the user.
     pub warnings: Vec<String>,
 }
@@ -82,13 +83,12 @@ pub fn mutate_statefulset(
     // patch, arrives already expanded: equal typed forms serialise equally, so the JSON diff
     // (most of a review's cost, the scripts being most of the bytes) would find nothing.
     let patch = if expanded == *submitted {
-        Patch(Vec::new())
+        JsonPatch::empty()
     } else {
         let before = serde_json::to_value(submitted).map_err(MutateError::Malformed)?;
-        let after = serde_json::to_value(&expanded).map_err(MutateError::Malformed)?;
-        json_patch::diff(&before, &after)
+        patch::diff(&before, &expanded).map_err(MutateError::Malformed)?
     };
-    if !patch.0.is_empty() {
+    if !patch.is_empty() {
         warnings.extend(plan.defaults.iter().cloned());
     }
     Ok(Some(Mutation { plan, expanded, patch, warnings }))

@@ -1,0 +1,649 @@
+//! The JSON Patch (RFC 6902) from a submitted object to its expansion, written while the
+//! expansion is serialised.
+//!
+//! [`diff`] finds the operations `json_patch::diff` finds (the same ones, in the same order:
+//! `tests/patch.rs` holds it to that), but walks the typed expansion with a serde `Serializer`
+//! against the submitted object as JSON instead of turning the expansion into a
+//! `serde_json::Value` first. What is equal is only compared; what is added is serialised once,
+//! straight into the patch's text. Converting the expansion (mostly its scripts) to a `Value`,
+//! diffing two trees and serialising the operations was four fifths of a CREATE's `/mutate`
+//! (README "Performance").
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::Serialize;
+use serde::ser::{self, Impossible};
+use serde_json::{Map, Value};
+
+// The buffering serialiser of what can't be compared as it streams (a value whose kind differs
+// from the submitted one's, enum variants, tuples): rare in Kubernetes objects.
+use serde_json::value::Serializer as ToValue;
+
+type Error = serde_json::Error;
+
+/// A JSON Patch as the JSON text of its array of operations.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JsonPatch(Vec<u8>);
+
+impl JsonPatch {
+    /// The patch with no operations.
+    pub fn empty() -> Self {
+        JsonPatch(b"[]".to_vec())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.len() <= 2
+    }
+
+    /// The JSON text, as the AdmissionReview's `patch` carries it (base64-encoded).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The operations, for a caller that applies them (the CLI) or inspects them.
+    pub fn operations(&self) -> json_patch::Patch {
+        serde_json::from_slice(&self.0).expect("written as a JSON Patch")
+    }
+}
+
+impl fmt::Debug for JsonPatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(&self.0))
+    }
+}
+
+/// The patch that turns `before` into `after` serialised as JSON.
+pub fn diff<T: Serialize + ?Sized>(before: &Value, after: &T) -> Result<JsonPatch, Error> {
+    let mut writer = Writer { out: Vec::with_capacity(4096), path: String::with_capacity(128) };
+    writer.out.push(b'[');
+    after.serialize(Differ { writer: &mut writer, before })?;
+    writer.out.push(b']');
+    Ok(JsonPatch(writer.out))
+}
+
+/// The patch's text so far and the JSON Pointer of the value being compared.
+struct Writer {
+    out: Vec<u8>,
+    path: String,
+}
+
+impl Writer {
+    fn operation<V: Serialize + ?Sized>(&mut self, op: &str, value: Option<&V>) -> Result<(), Error> {
+        if self.out.len() > 1 {
+            self.out.push(b',');
+        }
+        self.out.extend_from_slice(b"{\"op\":\"");
+        self.out.extend_from_slice(op.as_bytes());
+        self.out.extend_from_slice(b"\",\"path\":");
+        serde_json::to_writer(&mut self.out, self.path.as_str())?;
+        if let Some(value) = value {
+            self.out.extend_from_slice(b",\"value\":");
+            serde_json::to_writer(&mut self.out, value)?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn remove(&mut self) -> Result<(), Error> {
+        self.operation::<Value>("remove", None)
+    }
+
+    /// Appends a member's name as a pointer token (RFC 6901: `~` and `/` escaped) and returns
+    /// the length to truncate back to.
+    fn push_key(&mut self, key: &str) -> usize {
+        let len = self.path.len();
+        self.path.push('/');
+        if key.contains(['~', '/']) {
+            for c in key.chars() {
+                match c {
+                    '~' => self.path.push_str("~0"),
+                    '/' => self.path.push_str("~1"),
+                    c => self.path.push(c),
+                }
+            }
+        } else {
+            self.path.push_str(key);
+        }
+        len
+    }
+
+    fn push_index(&mut self, index: usize) -> usize {
+        use std::fmt::Write as _;
+        let len = self.path.len();
+        write!(self.path, "/{index}").expect("writing to a String");
+        len
+    }
+}
+
+/// `json_patch::diff` on two values, for what was buffered.
+fn diff_values(writer: &mut Writer, before: &Value, after: &Value) -> Result<(), Error> {
+    match (before, after) {
+        (Value::Object(before), Value::Object(after)) => {
+            for (key, value) in after {
+                let len = writer.push_key(key);
+                match before.get(key) {
+                    Some(old) => diff_values(writer, old, value)?,
+                    None => writer.operation("add", Some(value))?,
+                }
+                writer.path.truncate(len);
+            }
+            for key in before.keys().filter(|key| !after.contains_key(*key)) {
+                let len = writer.push_key(key);
+                writer.remove()?;
+                writer.path.truncate(len);
+            }
+            Ok(())
+        }
+        (Value::Array(before), Value::Array(after)) => {
+            for (index, value) in after.iter().enumerate() {
+                let len = writer.push_index(index);
+                match before.get(index) {
+                    Some(old) => diff_values(writer, old, value)?,
+                    None => writer.operation("add", Some(value))?,
+                }
+                writer.path.truncate(len);
+            }
+            remove_tail(writer, before.len(), after.len())
+        }
+        _ if before == after => Ok(()),
+        _ => writer.operation("replace", Some(after)),
+    }
+}
+
+/// Removes the elements past `after_len`, each at that index as the ones before it go.
+fn remove_tail(writer: &mut Writer, before_len: usize, after_len: usize) -> Result<(), Error> {
+    for _ in after_len..before_len {
+        let len = writer.push_index(after_len);
+        writer.remove()?;
+        writer.path.truncate(len);
+    }
+    Ok(())
+}
+
+/// Serialises a value by comparing it with `before`, the value at the same path.
+struct Differ<'a> {
+    writer: &'a mut Writer,
+    before: &'a Value,
+}
+
+impl Differ<'_> {
+    fn scalar(self, after: Value) -> Result<(), Error> {
+        if *self.before == after { Ok(()) } else { self.writer.operation("replace", Some(&after)) }
+    }
+
+    fn buffered(self, after: Result<Value, Error>) -> Result<(), Error> {
+        diff_values(self.writer, self.before, &after?)
+    }
+}
+
+/// An array or object being compared member by member, or one being buffered.
+enum Compound<'a> {
+    Array {
+        writer: &'a mut Writer,
+        before: &'a [Value],
+        index: usize,
+    },
+    Object {
+        writer: &'a mut Writer,
+        before: &'a Map<String, Value>,
+        matched: Vec<Cow<'static, str>>,
+        key: Option<String>,
+    },
+    Vec {
+        writer: &'a mut Writer,
+        before: &'a Value,
+        buffer: <ToValue as ser::Serializer>::SerializeSeq,
+    },
+    Map {
+        writer: &'a mut Writer,
+        before: &'a Value,
+        buffer: <ToValue as ser::Serializer>::SerializeMap,
+    },
+    TupleVariant {
+        writer: &'a mut Writer,
+        before: &'a Value,
+        buffer: <ToValue as ser::Serializer>::SerializeTupleVariant,
+    },
+    StructVariant {
+        writer: &'a mut Writer,
+        before: &'a Value,
+        buffer: <ToValue as ser::Serializer>::SerializeStructVariant,
+    },
+}
+
+impl<'a> Compound<'a> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        match self {
+            Compound::Array { writer, before, index } => {
+                let len = writer.push_index(*index);
+                match before.get(*index) {
+                    Some(old) => value.serialize(Differ { writer: &mut **writer, before: old })?,
+                    None => writer.operation("add", Some(value))?,
+                }
+                writer.path.truncate(len);
+                *index += 1;
+                Ok(())
+            }
+            Compound::Vec { buffer, .. } => ser::SerializeSeq::serialize_element(buffer, value),
+            Compound::TupleVariant { buffer, .. } => {
+                ser::SerializeTupleVariant::serialize_field(buffer, value)
+            }
+            _ => unreachable!("elements are only given to arrays"),
+        }
+    }
+
+    fn member<T: Serialize + ?Sized>(&mut self, key: Cow<'static, str>, value: &T) -> Result<(), Error> {
+        let Compound::Object { writer, before, matched, .. } = self else {
+            unreachable!("members are only given to objects")
+        };
+        let len = writer.push_key(&key);
+        match before.get(key.as_ref()) {
+            Some(old) => {
+                value.serialize(Differ { writer: &mut **writer, before: old })?;
+                matched.push(key);
+            }
+            None => writer.operation("add", Some(value))?,
+        }
+        writer.path.truncate(len);
+        Ok(())
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        match self {
+            Compound::Array { writer, before, index } => remove_tail(writer, before.len(), index),
+            Compound::Object { writer, before, matched, .. } => {
+                if matched.len() == before.len() {
+                    return Ok(());
+                }
+                for key in before.keys().filter(|key| !matched.iter().any(|m| m == key.as_str())) {
+                    let len = writer.push_key(key);
+                    writer.remove()?;
+                    writer.path.truncate(len);
+                }
+                Ok(())
+            }
+            Compound::Vec { writer, before, buffer } => {
+                diff_values(writer, before, &ser::SerializeSeq::end(buffer)?)
+            }
+            Compound::Map { writer, before, buffer } => {
+                diff_values(writer, before, &ser::SerializeMap::end(buffer)?)
+            }
+            Compound::TupleVariant { writer, before, buffer } => {
+                diff_values(writer, before, &ser::SerializeTupleVariant::end(buffer)?)
+            }
+            Compound::StructVariant { writer, before, buffer } => {
+                diff_values(writer, before, &ser::SerializeStructVariant::end(buffer)?)
+            }
+        }
+    }
+}
+
+impl<'a> ser::Serializer for Differ<'a> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Compound<'a>;
+    type SerializeTuple = Compound<'a>;
+    type SerializeTupleStruct = Compound<'a>;
+    type SerializeTupleVariant = Compound<'a>;
+    type SerializeMap = Compound<'a>;
+    type SerializeStruct = Compound<'a>;
+    type SerializeStructVariant = Compound<'a>;
+
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
+        self.scalar(Value::Bool(v))
+    }
+    fn serialize_i8(self, v: i8) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_i16(self, v: i16) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_i32(self, v: i32) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_i64(self, v: i64) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_i128(self, v: i128) -> Result<(), Error> {
+        self.buffered(ser::Serializer::serialize_i128(ToValue, v))
+    }
+    fn serialize_u8(self, v: u8) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_u16(self, v: u16) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_u32(self, v: u32) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_u64(self, v: u64) -> Result<(), Error> {
+        self.scalar(Value::from(v))
+    }
+    fn serialize_u128(self, v: u128) -> Result<(), Error> {
+        self.buffered(ser::Serializer::serialize_u128(ToValue, v))
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
+        self.buffered(ser::Serializer::serialize_f32(ToValue, v))
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
+        self.buffered(ser::Serializer::serialize_f64(ToValue, v))
+    }
+    fn serialize_char(self, v: char) -> Result<(), Error> {
+        self.serialize_str(v.encode_utf8(&mut [0; 4]))
+    }
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
+        if self.before.as_str() == Some(v) { Ok(()) } else { self.writer.operation("replace", Some(v)) }
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
+        self.buffered(ser::Serializer::serialize_bytes(ToValue, v))
+    }
+    fn serialize_none(self) -> Result<(), Error> {
+        self.scalar(Value::Null)
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_unit(self) -> Result<(), Error> {
+        self.scalar(Value::Null)
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
+        self.scalar(Value::Null)
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        self.serialize_str(variant)
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.buffered(ser::Serializer::serialize_newtype_variant(ToValue, name, index, variant, value))
+    }
+    fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'a>, Error> {
+        Ok(match self.before {
+            Value::Array(before) => Compound::Array { writer: self.writer, before, index: 0 },
+            before => Compound::Vec {
+                writer: self.writer,
+                before,
+                buffer: ser::Serializer::serialize_seq(ToValue, len)?,
+            },
+        })
+    }
+    fn serialize_tuple(self, len: usize) -> Result<Compound<'a>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a>, Error> {
+        self.serialize_seq(Some(len))
+    }
+    fn serialize_tuple_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a>, Error> {
+        let buffer = ser::Serializer::serialize_tuple_variant(ToValue, name, index, variant, len)?;
+        Ok(Compound::TupleVariant { writer: self.writer, before: self.before, buffer })
+    }
+    fn serialize_map(self, len: Option<usize>) -> Result<Compound<'a>, Error> {
+        Ok(match self.before {
+            Value::Object(before) => {
+                Compound::Object { writer: self.writer, before, matched: Vec::new(), key: None }
+            }
+            before => Compound::Map {
+                writer: self.writer,
+                before,
+                buffer: ser::Serializer::serialize_map(ToValue, len)?,
+            },
+        })
+    }
+    fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Compound<'a>, Error> {
+        self.serialize_map(Some(len))
+    }
+    fn serialize_struct_variant(
+        self,
+        name: &'static str,
+        index: u32,
+        variant: &'static str,
+        len: usize,
+    ) -> Result<Compound<'a>, Error> {
+        let buffer = ser::Serializer::serialize_struct_variant(ToValue, name, index, variant, len)?;
+        Ok(Compound::StructVariant { writer: self.writer, before: self.before, buffer })
+    }
+}
+
+impl ser::SerializeSeq for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTuple for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleStruct for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeTupleVariant for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeMap for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        match self {
+            Compound::Object { key: slot, .. } => {
+                *slot = Some(key.serialize(MemberName)?);
+                Ok(())
+            }
+            Compound::Map { buffer, .. } => ser::SerializeMap::serialize_key(buffer, key),
+            _ => unreachable!("keys are only given to maps"),
+        }
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        match self {
+            Compound::Object { key, .. } => {
+                let key = key.take().expect("serde gives a map's key before its value");
+                self.member(Cow::Owned(key), value)
+            }
+            Compound::Map { buffer, .. } => ser::SerializeMap::serialize_value(buffer, value),
+            _ => unreachable!("values are only given to maps"),
+        }
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStruct for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        match self {
+            Compound::Object { .. } => self.member(Cow::Borrowed(key), value),
+            Compound::Map { buffer, .. } => ser::SerializeStruct::serialize_field(buffer, key, value),
+            _ => unreachable!("fields are only given to objects"),
+        }
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl ser::SerializeStructVariant for Compound<'_> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        match self {
+            Compound::StructVariant { buffer, .. } => {
+                ser::SerializeStructVariant::serialize_field(buffer, key, value)
+            }
+            _ => unreachable!("variant fields are only given to struct variants"),
+        }
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+/// A map key as JSON writes it: a string, or an integer or boolean in its decimal text (as
+/// `serde_json` does). Anything else can't be a member's name.
+struct MemberName;
+
+impl MemberName {
+    fn refused() -> Error {
+        ser::Error::custom("a map key must be a string, an integer or a boolean")
+    }
+}
+
+macro_rules! display_key {
+    ($($method:ident: $type:ty),*) => {
+        $(fn $method(self, v: $type) -> Result<String, Error> {
+            Ok(v.to_string())
+        })*
+    };
+}
+
+impl ser::Serializer for MemberName {
+    type Ok = String;
+    type Error = Error;
+    type SerializeSeq = Impossible<String, Error>;
+    type SerializeTuple = Impossible<String, Error>;
+    type SerializeTupleStruct = Impossible<String, Error>;
+    type SerializeTupleVariant = Impossible<String, Error>;
+    type SerializeMap = Impossible<String, Error>;
+    type SerializeStruct = Impossible<String, Error>;
+    type SerializeStructVariant = Impossible<String, Error>;
+
+    display_key!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
+        serialize_u32: u32, serialize_u64: u64, serialize_u128: u128, serialize_char: char,
+        serialize_str: &str);
+
+    fn serialize_f32(self, _v: f32) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_f64(self, _v: f64) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_bytes(self, _v: &[u8]) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_none(self) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_unit(self) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<String, Error> {
+        Ok(variant.to_owned())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<String, Error> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> Result<String, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleStruct, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeStruct, Error> {
+        Err(Self::refused())
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(Self::refused())
+    }
+}
