@@ -267,6 +267,34 @@ fn an_object_that_is_not_a_statefulset_is_an_invalid_request_not_a_denial() {
 }
 
 #[test]
+fn an_object_of_another_api_version_or_kind_is_an_invalid_request() {
+    for (field, value, expected) in
+        [("apiVersion", "apps/v1beta2", "apps/v1"), ("kind", "Deployment", "StatefulSet")]
+    {
+        let mut body = review_json("apiserver/mutate-create-statefulset.json");
+        body["request"]["object"][field] = value.into();
+        let request = admission::parse(&serde_json::to_vec(&body).unwrap()).unwrap();
+        let error = mutate_review(&request).unwrap_err();
+        assert!(
+            error.0.contains(&format!("invalid value: string \"{value}\", expected {expected}")),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn managed_fields_are_neither_read_nor_patched() {
+    let mut body = review_json("apiserver/mutate-create-statefulset.json");
+    let answer = mutate_review(&admission::parse(&serde_json::to_vec(&body).unwrap()).unwrap()).unwrap();
+    // The API server's own bookkeeping, whatever its shape, is skipped unread.
+    body["request"]["object"]["metadata"]["managedFields"] = "not a list of entries".into();
+    let skipped = mutate_review(&admission::parse(&serde_json::to_vec(&body).unwrap()).unwrap()).unwrap();
+    assert_eq!(patch(&answer), patch(&skipped));
+    assert!(patch(&answer).0.iter().all(|op| !op.path().to_string().starts_with("/metadata/managedFields")));
+    assert!(!patch(&answer).0.is_empty());
+}
+
+#[test]
 fn the_answer_is_a_whole_admission_review_with_the_requests_uid() {
     let request = request("create-annotated.json");
     let answer: Value = serde_json::from_slice(&mutate_review(&request).unwrap().to_review_json()).unwrap();

@@ -14,8 +14,9 @@
 //! decision is tested without a socket (`tests/admission.rs`).
 
 use base64::Engine as _;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use serde::{Deserialize, Serialize};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec, StatefulSetStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Deserializer, Serialize, de};
 use serde_json::value::RawValue;
 
 use crate::consts::{
@@ -280,7 +281,7 @@ impl Request {
         let (fields, old) = (self.fields(), old.to_owned());
         Ok(PolicyInput::new(view, move || {
             // Parsed as a StatefulSet above the view already: it can't fail now.
-            let mut old: StatefulSet = serde_json::from_str(old.get()).unwrap_or_default();
+            let mut old = parse_statefulset(&old, "oldObject").unwrap_or_default();
             strip_bookkeeping(&mut old);
             fields.policy_request(&object, Some(&old)).to_json()
         }))
@@ -330,7 +331,81 @@ impl Request {
 /// The API server decodes every object before any webhook sees it: one that doesn't decode
 /// can't come from it, so the request itself is invalid.
 fn parse_statefulset(raw: &RawValue, field: &str) -> Result<StatefulSet, ReviewError> {
-    serde_json::from_str::<StatefulSet>(raw.get()).map_err(|e| invalid_statefulset(field, &e))
+    let lean = serde_json::from_str::<WithoutManagedFields>(raw.get())
+        .map_err(|e| invalid_statefulset(field, &e))?;
+    Ok(StatefulSet { metadata: lean.metadata, spec: lean.spec, status: lean.status })
+}
+
+/// A StatefulSet as admission reads it: without `managedFields`, which nothing here reads (the
+/// expansion never changes them, the policies never see them: [`strip_bookkeeping`]) and which
+/// were a tenth of a `/mutate`: parsed into maps (`fieldsV1`), serialised again for the patch,
+/// compared there. `apiVersion` and `kind` are checked as `StatefulSet`'s own parser does.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WithoutManagedFields {
+    #[serde(rename = "apiVersion", default, deserialize_with = "statefulset_api_version")]
+    _api_version: (),
+    #[serde(rename = "kind", default, deserialize_with = "statefulset_kind")]
+    _kind: (),
+    #[serde(default, deserialize_with = "metadata_without_managed_fields")]
+    metadata: ObjectMeta,
+    spec: Option<StatefulSetSpec>,
+    status: Option<StatefulSetStatus>,
+}
+
+fn statefulset_api_version<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    expect_str(deserializer, "apps/v1")
+}
+
+fn statefulset_kind<'de, D: Deserializer<'de>>(deserializer: D) -> Result<(), D::Error> {
+    expect_str(deserializer, "StatefulSet")
+}
+
+fn expect_str<'de, D: Deserializer<'de>>(deserializer: D, expected: &'static str) -> Result<(), D::Error> {
+    let found = String::deserialize(deserializer)?;
+    if found == expected {
+        Ok(())
+    } else {
+        Err(de::Error::invalid_value(de::Unexpected::Str(&found), &expected))
+    }
+}
+
+fn metadata_without_managed_fields<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ObjectMeta, D::Error> {
+    struct Metadata;
+    impl<'de> de::Visitor<'de> for Metadata {
+        type Value = ObjectMeta;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ObjectMeta")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<ObjectMeta, A::Error> {
+            ObjectMeta::deserialize(de::value::MapAccessDeserializer::new(SkipManagedFields(map)))
+        }
+    }
+    deserializer.deserialize_map(Metadata)
+}
+
+/// The members of a map but `managedFields`, whose value is skipped unread.
+struct SkipManagedFields<A>(A);
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for SkipManagedFields<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        while let Some(key) = self.0.next_key::<String>()? {
+            if key == "managedFields" {
+                self.0.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            return seed.deserialize(de::value::StringDeserializer::<A::Error>::new(key)).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
 }
 
 /// The stored object as a view: what is read of it unless a policy asks for the whole.
