@@ -534,7 +534,9 @@ pub fn validation(request: &Request) -> Result<Validation, ReviewError> {
     let old_view = old.as_ref().map(StatefulSetView::of);
     match mutate_statefulset(&object, old_view.as_ref(), request.namespace.as_deref()) {
         Ok(None) => Ok(Validation::Answer(Response::allow(&request.uid))),
-        Ok(Some(mutation)) => evaluate(request, mutation.expanded, old.map(Stored::Parsed)),
+        Ok(Some(mutation)) => {
+            evaluate(request, mutation.expanded, old.map(|old| Stored::Parsed(Box::new(old))))
+        }
         Err(error) => expansion_refused(request, error).map(Validation::Answer),
     }
 }
@@ -553,7 +555,7 @@ fn evaluate(
     };
     let input = match old {
         None => request.policy_input(object, None),
-        Some(Stored::Parsed(old)) => request.policy_input(object, Some(old)),
+        Some(Stored::Parsed(old)) => request.policy_input(object, Some(*old)),
         Some(Stored::Unparsed(old)) => request.policy_input_of_stored(object, old)?,
     };
     Ok(Validation::Evaluate(Judged { input, subject }))
@@ -562,7 +564,7 @@ fn evaluate(
 /// The stored object of an UPDATE: parsed by the expansion, or still JSON when only the
 /// policies read it.
 enum Stored<'a> {
-    Parsed(StatefulSet),
+    Parsed(Box<StatefulSet>),
     Unparsed(&'a RawValue),
 }
 

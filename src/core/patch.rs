@@ -218,7 +218,7 @@ impl<'a> Compound<'a> {
             Compound::Array { writer, before, index } => {
                 let len = writer.push_index(*index);
                 match before.get(*index) {
-                    Some(old) => value.serialize(Differ { writer: &mut **writer, before: old })?,
+                    Some(old) => value.serialize(Differ { writer, before: old })?,
                     None => writer.operation("add", Some(value))?,
                 }
                 writer.path.truncate(len);
@@ -240,7 +240,7 @@ impl<'a> Compound<'a> {
         let len = writer.push_key(&key);
         match before.get(key.as_ref()) {
             Some(old) => {
-                value.serialize(Differ { writer: &mut **writer, before: old })?;
+                value.serialize(Differ { writer, before: old })?;
                 matched.push(key);
             }
             None => writer.operation("add", Some(value))?,
@@ -427,49 +427,28 @@ impl<'a> ser::Serializer for Differ<'a> {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
+/// Arrays, tuples and tuple variants take elements one by one, in order.
+macro_rules! sequence {
+    ($($serialize:ident::$element:ident),*) => {$(
+        impl ser::$serialize for Compound<'_> {
+            type Ok = ();
+            type Error = Error;
+            fn $element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), Error> {
+                self.finish()
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = Error;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), Error> {
-        self.finish()
-    }
-}
+sequence!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
@@ -548,6 +527,14 @@ macro_rules! display_key {
     };
 }
 
+macro_rules! refused_key {
+    ($($method:ident($arg:ident: $type:ty)),*) => {
+        $(fn $method(self, $arg: $type) -> Result<String, Error> {
+            Err(Self::refused())
+        })*
+    };
+}
+
 impl ser::Serializer for MemberName {
     type Ok = String;
     type Error = Error;
@@ -564,15 +551,8 @@ impl ser::Serializer for MemberName {
         serialize_u32: u32, serialize_u64: u64, serialize_u128: u128, serialize_char: char,
         serialize_str: &str);
 
-    fn serialize_f32(self, _v: f32) -> Result<String, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_f64(self, _v: f64) -> Result<String, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_bytes(self, _v: &[u8]) -> Result<String, Error> {
-        Err(Self::refused())
-    }
+    refused_key!(serialize_f32(_v: f32), serialize_f64(_v: f64), serialize_bytes(_v: &[u8]),
+        serialize_unit_struct(_name: &'static str));
     fn serialize_none(self) -> Result<String, Error> {
         Err(Self::refused())
     }
@@ -580,9 +560,6 @@ impl ser::Serializer for MemberName {
         Err(Self::refused())
     }
     fn serialize_unit(self) -> Result<String, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<String, Error> {
         Err(Self::refused())
     }
     fn serialize_unit_variant(
