@@ -279,6 +279,24 @@ impl<'a> Compound<'a> {
     }
 }
 
+/// Scalars compared with the submitted value as `serde_json` would turn them into one.
+macro_rules! compared_scalar {
+    ($($method:ident: $type:ty),*) => {
+        $(fn $method(self, v: $type) -> Result<(), Error> {
+            self.scalar(Value::from(v))
+        })*
+    };
+}
+
+/// Scalars whose JSON form `serde_json` decides (floats, 128-bit integers, bytes).
+macro_rules! buffered_scalar {
+    ($($method:ident: $type:ty),*) => {
+        $(fn $method(self, v: $type) -> Result<(), Error> {
+            self.buffered(ser::Serializer::$method(ToValue, v))
+        })*
+    };
+}
+
 impl<'a> ser::Serializer for Differ<'a> {
     type Ok = ();
     type Error = Error;
@@ -290,53 +308,16 @@ impl<'a> ser::Serializer for Differ<'a> {
     type SerializeStruct = Compound<'a>;
     type SerializeStructVariant = Compound<'a>;
 
-    fn serialize_bool(self, v: bool) -> Result<(), Error> {
-        self.scalar(Value::Bool(v))
-    }
-    fn serialize_i8(self, v: i8) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_i16(self, v: i16) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_i32(self, v: i32) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_i64(self, v: i64) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_i128(self, v: i128) -> Result<(), Error> {
-        self.buffered(ser::Serializer::serialize_i128(ToValue, v))
-    }
-    fn serialize_u8(self, v: u8) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_u16(self, v: u16) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_u32(self, v: u32) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_u64(self, v: u64) -> Result<(), Error> {
-        self.scalar(Value::from(v))
-    }
-    fn serialize_u128(self, v: u128) -> Result<(), Error> {
-        self.buffered(ser::Serializer::serialize_u128(ToValue, v))
-    }
-    fn serialize_f32(self, v: f32) -> Result<(), Error> {
-        self.buffered(ser::Serializer::serialize_f32(ToValue, v))
-    }
-    fn serialize_f64(self, v: f64) -> Result<(), Error> {
-        self.buffered(ser::Serializer::serialize_f64(ToValue, v))
-    }
+    compared_scalar!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
+        serialize_i64: i64, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32, serialize_u64: u64);
+    buffered_scalar!(serialize_i128: i128, serialize_u128: u128, serialize_f32: f32, serialize_f64: f64,
+        serialize_bytes: &[u8]);
+
     fn serialize_char(self, v: char) -> Result<(), Error> {
         self.serialize_str(v.encode_utf8(&mut [0; 4]))
     }
     fn serialize_str(self, v: &str) -> Result<(), Error> {
         if self.before.as_str() == Some(v) { Ok(()) } else { self.writer.operation("replace", Some(v)) }
-    }
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
-        self.buffered(ser::Serializer::serialize_bytes(ToValue, v))
     }
     fn serialize_none(self) -> Result<(), Error> {
         self.scalar(Value::Null)
