@@ -13,7 +13,7 @@ use std::borrow::Cow;
 use std::fmt;
 
 use serde::Serialize;
-use serde::ser::{self, Impossible};
+use serde::ser;
 use serde_json::{Map, Value};
 
 // The buffering serialiser of what can't be compared as it streams (a value whose kind differs
@@ -116,46 +116,20 @@ impl Writer {
     }
 }
 
-/// `json_patch::diff` on two values, for what was buffered.
+/// What was buffered, compared by `json_patch::diff` itself, its operations moved to the path
+/// being compared.
 fn diff_values(writer: &mut Writer, before: &Value, after: &Value) -> Result<(), Error> {
-    match (before, after) {
-        (Value::Object(before), Value::Object(after)) => {
-            for (key, value) in after {
-                let len = writer.push_key(key);
-                match before.get(key) {
-                    Some(old) => diff_values(writer, old, value)?,
-                    None => writer.operation("add", Some(value))?,
-                }
-                writer.path.truncate(len);
+    for operation in json_patch::diff(before, after).0 {
+        let len = writer.path.len();
+        writer.path.push_str(operation.path().as_str());
+        match &operation {
+            json_patch::PatchOperation::Add(add) => writer.operation("add", Some(&add.value))?,
+            json_patch::PatchOperation::Replace(replace) => {
+                writer.operation("replace", Some(&replace.value))?
             }
-            for key in before.keys().filter(|key| !after.contains_key(*key)) {
-                let len = writer.push_key(key);
-                writer.remove()?;
-                writer.path.truncate(len);
-            }
-            Ok(())
+            json_patch::PatchOperation::Remove(_) => writer.remove()?,
+            other => unreachable!("json_patch::diff only adds, replaces and removes, not {other:?}"),
         }
-        (Value::Array(before), Value::Array(after)) => {
-            for (index, value) in after.iter().enumerate() {
-                let len = writer.push_index(index);
-                match before.get(index) {
-                    Some(old) => diff_values(writer, old, value)?,
-                    None => writer.operation("add", Some(value))?,
-                }
-                writer.path.truncate(len);
-            }
-            remove_tail(writer, before.len(), after.len())
-        }
-        _ if before == after => Ok(()),
-        _ => writer.operation("replace", Some(after)),
-    }
-}
-
-/// Removes the elements past `after_len`, each at that index as the ones before it go.
-fn remove_tail(writer: &mut Writer, before_len: usize, after_len: usize) -> Result<(), Error> {
-    for _ in after_len..before_len {
-        let len = writer.push_index(after_len);
-        writer.remove()?;
         writer.path.truncate(len);
     }
     Ok(())
@@ -251,7 +225,15 @@ impl<'a> Compound<'a> {
 
     fn finish(self) -> Result<(), Error> {
         match self {
-            Compound::Array { writer, before, index } => remove_tail(writer, before.len(), index),
+            Compound::Array { writer, before, index } => {
+                // The elements past the new end, each at that index as the ones before it go.
+                for _ in index..before.len() {
+                    let len = writer.push_index(index);
+                    writer.remove()?;
+                    writer.path.truncate(len);
+                }
+                Ok(())
+            }
             Compound::Object { writer, before, matched, .. } => {
                 if matched.len() == before.len() {
                     return Ok(());
@@ -437,7 +419,7 @@ impl ser::SerializeMap for Compound<'_> {
     fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
         match self {
             Compound::Object { key: slot, .. } => {
-                *slot = Some(key.serialize(MemberName)?);
+                *slot = Some(member_name(key)?);
                 Ok(())
             }
             Compound::Map { buffer, .. } => ser::SerializeMap::serialize_key(buffer, key),
@@ -490,118 +472,13 @@ impl ser::SerializeStructVariant for Compound<'_> {
     }
 }
 
-/// A map key as JSON writes it: a string, or an integer or boolean in its decimal text (as
-/// `serde_json` does). Anything else can't be a member's name.
-struct MemberName;
-
-impl MemberName {
-    fn refused() -> Error {
-        ser::Error::custom("a map key must be a string, an integer or a boolean")
-    }
-}
-
-macro_rules! display_key {
-    ($($method:ident: $type:ty),*) => {
-        $(fn $method(self, v: $type) -> Result<String, Error> {
-            Ok(v.to_string())
-        })*
-    };
-}
-
-macro_rules! refused_key {
-    ($($method:ident($arg:ident: $type:ty)),*) => {
-        $(fn $method(self, $arg: $type) -> Result<String, Error> {
-            Err(Self::refused())
-        })*
-    };
-}
-
-impl ser::Serializer for MemberName {
-    type Ok = String;
-    type Error = Error;
-    type SerializeSeq = Impossible<String, Error>;
-    type SerializeTuple = Impossible<String, Error>;
-    type SerializeTupleStruct = Impossible<String, Error>;
-    type SerializeTupleVariant = Impossible<String, Error>;
-    type SerializeMap = Impossible<String, Error>;
-    type SerializeStruct = Impossible<String, Error>;
-    type SerializeStructVariant = Impossible<String, Error>;
-
-    display_key!(serialize_bool: bool, serialize_i8: i8, serialize_i16: i16, serialize_i32: i32,
-        serialize_i64: i64, serialize_i128: i128, serialize_u8: u8, serialize_u16: u16,
-        serialize_u32: u32, serialize_u64: u64, serialize_u128: u128, serialize_char: char,
-        serialize_str: &str);
-
-    refused_key!(serialize_f32(_v: f32), serialize_f64(_v: f64), serialize_bytes(_v: &[u8]),
-        serialize_unit_struct(_name: &'static str));
-    fn serialize_none(self) -> Result<String, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<String, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_unit(self) -> Result<String, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_unit_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        variant: &'static str,
-    ) -> Result<String, Error> {
-        Ok(variant.to_owned())
-    }
-    fn serialize_newtype_struct<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        value: &T,
-    ) -> Result<String, Error> {
-        value.serialize(self)
-    }
-    fn serialize_newtype_variant<T: Serialize + ?Sized>(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _value: &T,
-    ) -> Result<String, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Self::SerializeSeq, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_tuple(self, _len: usize) -> Result<Self::SerializeTuple, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_tuple_struct(
-        self,
-        _name: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleStruct, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_tuple_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeTupleVariant, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Self::SerializeMap, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Self::SerializeStruct, Error> {
-        Err(Self::refused())
-    }
-    fn serialize_struct_variant(
-        self,
-        _name: &'static str,
-        _index: u32,
-        _variant: &'static str,
-        _len: usize,
-    ) -> Result<Self::SerializeStructVariant, Error> {
-        Err(Self::refused())
+/// A map key as JSON writes it: a string, or a number or boolean in its text (as `serde_json`
+/// does). Anything else can't be a member's name.
+fn member_name<T: Serialize + ?Sized>(key: &T) -> Result<String, Error> {
+    match key.serialize(ToValue)? {
+        Value::String(name) => Ok(name),
+        Value::Number(number) => Ok(number.to_string()),
+        Value::Bool(boolean) => Ok(boolean.to_string()),
+        _ => Err(ser::Error::custom("a map key must be a string, a number or a boolean")),
     }
 }
