@@ -85,8 +85,7 @@ pub fn mutate_statefulset(
     let patch = if expanded == *submitted {
         JsonPatch::empty()
     } else {
-        let before = serde_json::to_value(submitted).map_err(MutateError::Malformed)?;
-        patch::diff(&before, &expanded).map_err(MutateError::Malformed)?
+        patch::diff(submitted, &expanded).map_err(MutateError::Malformed)?
     };
     if !patch.is_empty() {
         warnings.extend(plan.defaults.iter().cloned());

@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
     Toleration, TopologySpreadConstraint,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use serde_json::{Map, Value};
 
 use crate::consts::LAST_APPLIED_ANNOTATION;
@@ -35,8 +35,8 @@ pub struct StatefulSetView {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kind: Option<String>,
     /// Name, namespace, labels, annotations (the host has removed `managedFields` and kubectl's
-    /// last-applied copy).
-    #[serde(default)]
+    /// last-applied copy; `managedFields` are skipped when a view is read as well).
+    #[serde(default, deserialize_with = "metadata_without_managed_fields")]
     pub metadata: ObjectMeta,
     /// `spec`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,4 +261,44 @@ pub fn view_of_request(whole: &str) -> Result<String, serde_json::Error> {
         }
     }
     serde_json::to_string(&request)
+}
+
+/// `ObjectMeta` read without `managedFields` (skipped unread): nothing admission reads needs
+/// them, and they are a large part of the API server's bytes (README "Performance").
+pub(crate) fn metadata_without_managed_fields<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<ObjectMeta, D::Error> {
+    struct Metadata;
+    impl<'de> de::Visitor<'de> for Metadata {
+        type Value = ObjectMeta;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("ObjectMeta")
+        }
+        fn visit_map<A: de::MapAccess<'de>>(self, map: A) -> Result<ObjectMeta, A::Error> {
+            ObjectMeta::deserialize(de::value::MapAccessDeserializer::new(SkipManagedFields(map)))
+        }
+    }
+    deserializer.deserialize_map(Metadata)
+}
+
+/// The members of a map but `managedFields`, whose value is skipped unread.
+struct SkipManagedFields<A>(A);
+
+impl<'de, A: de::MapAccess<'de>> de::MapAccess<'de> for SkipManagedFields<A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: de::DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, A::Error> {
+        while let Some(key) = self.0.next_key::<String>()? {
+            if key == "managedFields" {
+                self.0.next_value::<de::IgnoredAny>()?;
+                continue;
+            }
+            return seed.deserialize(de::value::StringDeserializer::<A::Error>::new(key)).map(Some);
+        }
+        Ok(None)
+    }
+
+    fn next_value_seed<V: de::DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, A::Error> {
+        self.0.next_value_seed(seed)
+    }
 }
