@@ -306,7 +306,7 @@ async fn bad_input_gets_a_4xx_with_a_message_and_the_server_keeps_serving() {
             b"{\"apiVersion\": \"\xff\"}".to_vec(),
             "the body is not an AdmissionReview: invalid unicode code point",
         ),
-        // The object is kept raw until it is decoded as a StatefulSet, where the depth limit applies.
+        // The object is decoded as the StatefulSet the request names, and refused as one.
         ("deep nesting", deep, "request.object is not a valid apps/v1 StatefulSet: invalid type: sequence"),
         ("an empty body", Vec::new(), "the body is not an AdmissionReview: EOF while parsing"),
         (
