@@ -101,7 +101,8 @@ impl Writer {
     fn push_key(&mut self, key: &str) -> usize {
         let len = self.path.len();
         self.path.push('/');
-        if key.contains(['~', '/']) {
+        // Bytes, not chars: a char pattern decoded UTF-8 for every member compared.
+        if key.bytes().any(|b| b == b'~' || b == b'/') {
             for c in key.chars() {
                 match c {
                     '~' => self.path.push_str("~0"),
