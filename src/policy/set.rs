@@ -11,7 +11,7 @@ use mysql_webhook_core::policy_request::PolicyInput;
 use mysql_webhook_core::scope::{Decision, Labels, Subject, decide};
 
 use super::config::{Failure, Mode, Module, PolicyConfig};
-use super::host::{Compiled, Fault, Host};
+use super::host::{Compiled, Fault, Host, Spent};
 use crate::metrics::Metrics;
 
 /// A set that can't be loaded: names the policy and the reason.
@@ -200,6 +200,19 @@ impl PolicySet {
         target: Option<Target<'_>>,
         metrics: Option<&Metrics>,
     ) -> Evaluation {
+        self.evaluate_leaving_spent(host, request, target, metrics).0
+    }
+
+    /// [`Self::evaluate_scoped`], with the instances' reset and the next ones still to make
+    /// (see [`Spent`]): the server drops it once the answer is on its way.
+    pub fn evaluate_leaving_spent(
+        &self,
+        host: &Host,
+        request: &PolicyInput,
+        target: Option<Target<'_>>,
+        metrics: Option<&Metrics>,
+    ) -> (Evaluation, Spent) {
+        let mut spent = Spent::default();
         let findings = self
             .policies
             .iter()
@@ -219,7 +232,7 @@ impl PolicySet {
                     Decision::OutOfScope => return None,
                     Decision::Excepted => skipped(FindingResult::Excepted),
                     Decision::ExceptionRefused(why) => skipped(FindingResult::ExceptionRefused(why)),
-                    Decision::Run => self.run(host, policy, request),
+                    Decision::Run => self.run(host, policy, request, &mut spent),
                 };
                 if let Some(metrics) = metrics {
                     match &finding.result {
@@ -237,13 +250,13 @@ impl PolicySet {
                 Some(finding)
             })
             .collect();
-        Evaluation { findings }
+        (Evaluation { findings }, spent)
     }
 
-    fn run(&self, host: &Host, policy: &Loaded, request: &PolicyInput) -> Finding {
+    fn run(&self, host: &Host, policy: &Loaded, request: &PolicyInput, spent: &mut Spent) -> Finding {
         let started = Instant::now();
         let verdict =
-            host.validate(&policy.compiled, policy.config.timeout, request, &policy.config.settings);
+            host.validate(&policy.compiled, policy.config.timeout, request, &policy.config.settings, spent);
         let duration = started.elapsed();
         let (result, warnings) = match verdict {
             Ok(verdict) if verdict.allowed => (FindingResult::Allowed, verdict.warnings),
