@@ -43,7 +43,7 @@ fn main() {
             })
             .collect()
     };
-    let set = |configs: Vec<PolicyConfig>| PolicySet::load(host, &configs).expect("the policies load");
+    let set = |configs: Vec<PolicyConfig>| PolicySet::load(&host, &configs).expect("the policies load");
     let create = reviews("validate").swap_remove(0);
     let create = admission::parse(&create).expect("a review");
     let Ok(Validation::Evaluate(judged)) = admission::validation(&create) else {
@@ -55,7 +55,7 @@ fn main() {
     // the server does after the answer has gone out.
     let allows = |set: PolicySet| -> Box<dyn Fn() -> Vec<Spent>> {
         Box::new(move || {
-            let (evaluation, spent) = set.evaluate_leaving_spent(host, request, None, None);
+            let (evaluation, spent) = set.evaluate_leaving_spent(&host, &request, None, None);
             assert!(evaluation.allowed());
             vec![spent]
         })
@@ -102,7 +102,7 @@ fn main() {
                         |answer| answer,
                         |judged| {
                             let (evaluation, spent) =
-                                all.evaluate_leaving_spent(host, &judged.input, None, None);
+                                all.evaluate_leaving_spent(&host, &judged.input, None, None);
                             left.push(spent);
                             admission::evaluation_response(
                                 &review,
