@@ -13,7 +13,7 @@ use std::path::Path;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use mysql_webhook::policy::config::{self, PolicyConfig};
-use mysql_webhook::policy::{Host, PolicySet, Spent};
+use mysql_webhook::policy::{Host, PolicySet};
 use mysql_webhook_core::admission::{self, Validation};
 
 #[path = "../tests/common/hostile.rs"]
@@ -30,9 +30,7 @@ fn main() {
     // Fewer slots than the server's pool, whose address space valgrind can't reserve; enough
     // for each of the five to keep its own, as in the server.
     let slots = std::env::var("SLOTS").ok().and_then(|n| n.parse().ok()).unwrap_or(6);
-    // For the life of the program: every scenario's closures borrow them.
-    let host: &'static Host =
-        Box::leak(Box::new(Host::with_slots(Some(cache), slots).expect("the engine starts")));
+    let host = Host::with_slots(Some(cache), slots).expect("the engine starts");
     let reviews = |prefix: &str| -> Vec<Vec<u8>> {
         ["create-statefulset", "update-statefulset", "update-scale"]
             .iter()
@@ -49,24 +47,22 @@ fn main() {
     let Ok(Validation::Evaluate(judged)) = admission::validation(&create) else {
         panic!("the CREATE is judged")
     };
-    let request: &'static _ = Box::leak(Box::new(judged.input));
+    let request = judged.input;
 
-    // What a scenario leaves to do once it has its answer: the policy instances' reset, which
-    // the server does after the answer has gone out.
-    let allows = |set: PolicySet| -> Box<dyn Fn() -> Vec<Spent>> {
-        Box::new(move || {
-            let (evaluation, spent) = set.evaluate_leaving_spent(&host, &request, None, None);
-            assert!(evaluation.allowed());
-            vec![spent]
-        })
-    };
-    let work: Box<dyn Fn() -> Vec<Spent>> = match scenario.as_str() {
-        "floor" => allows(set(vec![PolicyConfig {
-            name: "floor".into(),
-            module: config::Module::File(hostile::hostile_policy()),
-            ..config::defaults().remove(0)
-        }])),
-        "policies" => allows(set(config::defaults())),
+    let work: Box<dyn Fn()> = match scenario.as_str() {
+        "floor" => {
+            let floor = PolicyConfig {
+                name: "floor".into(),
+                module: config::Module::File(hostile::hostile_policy()),
+                ..config::defaults().remove(0)
+            };
+            let floor = set(vec![floor]);
+            Box::new(move || assert!(floor.evaluate(&host, &request, None).allowed()))
+        }
+        "policies" => {
+            let all = set(config::defaults());
+            Box::new(move || assert!(all.evaluate(&host, &request, None).allowed()))
+        }
         "mutate" => {
             let bodies = reviews("mutate");
             Box::new(move || {
@@ -76,7 +72,6 @@ fn main() {
                         admission::mutate_review(&review).expect("an answer").to_review_json(),
                     );
                 }
-                Vec::new()
             })
         }
         "validate" => {
@@ -88,7 +83,6 @@ fn main() {
             let stored = update.old_object.as_ref().expect("an UPDATE has oldObject");
             let parent: StatefulSet = serde_json::from_str(stored.get()).expect("a StatefulSet");
             Box::new(move || {
-                let mut left = Vec::new();
                 for body in &bodies {
                     let review = admission::parse(body).expect("a review");
                     let judged = match admission::validation(&review).expect("a decision") {
@@ -101,9 +95,7 @@ fn main() {
                     let response = judged.map_or_else(
                         |answer| answer,
                         |judged| {
-                            let (evaluation, spent) =
-                                all.evaluate_leaving_spent(&host, &judged.input, None, None);
-                            left.push(spent);
+                            let evaluation = all.evaluate(&host, &judged.input, None);
                             admission::evaluation_response(
                                 &review,
                                 &evaluation.denials(),
@@ -113,31 +105,22 @@ fn main() {
                     );
                     std::hint::black_box(response.to_review_json());
                 }
-                left
             })
         }
         other => {
             let name = other.strip_prefix("policy:").unwrap_or_else(|| panic!("unknown SCENARIO {other}"));
             let one = config::defaults().into_iter().filter(|p| p.name == name).collect();
-            allows(set(one))
+            let one = set(one);
+            Box::new(move || assert!(one.evaluate(&host, &request, None).allowed()))
         }
     };
-    drop(work()); // warm: first-call costs are not the steady state
+    work(); // warm: first-call costs are not the steady state
     measure(&*work, iterations);
 }
 
-/// All of the work: counted with `--toggle-collect=*instructions::measure*`.
 #[inline(never)]
-fn measure(work: &dyn Fn() -> Vec<Spent>, iterations: usize) {
+fn measure(work: &dyn Fn(), iterations: usize) {
     for _ in 0..iterations {
-        let left = answer(work);
-        drop(left);
+        work();
     }
-}
-
-/// The work until the answer, without what is left for after it: counted with
-/// `--toggle-collect=*instructions::answer*`.
-#[inline(never)]
-fn answer(work: &dyn Fn() -> Vec<Spent>) -> Vec<Spent> {
-    work()
 }

@@ -3,9 +3,7 @@
 # exactly on these shared machines, so a change shows up even when it is a few percent. Each
 # scenario of benches/instructions.rs runs once to warm up, then ITERATIONS times inside the
 # function callgrind counts; the table gives instructions per iteration and the ratio to the
-# floor (instantiate and call of the smallest component), all of the work and the part until the
-# answer (the server resets the policies' instances and makes the next ones after the answer has
-# gone out). Needs valgrind.
+# floor (instantiate and call of the smallest component). Needs valgrind.
 # Usage: benches/instructions.sh [iterations, default 20]
 # PROFILE=dev counts the test build's code (dependencies optimised, ours not) without a release
 # build: good for where the policies' time goes (their code is compiled the same either way),
@@ -22,21 +20,20 @@ for line in sys.stdin:
         print(m["executable"])')
 # Natively first: compiles the test component into the cache, which valgrind would take minutes for.
 SCENARIO=floor "$binary"
-count() { # scenario [function counted, default measure: all of the work]
+count() {
   SCENARIO=$1 ITERATIONS=$iterations valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-    --smc-check=all-non-file --toggle-collect="*instructions::${2:-measure}*" "$binary" 2>&1 \
+    --smc-check=all-non-file --toggle-collect='*instructions::measure*' "$binary" 2>&1 \
     | awk '/Collected :/ {print $4}'
 }
 floor=$(( $(count floor) / iterations ))
-printf '| scenario | instructions per iteration | vs floor | until the answer |\n|---|---|---|---|\n'
-printf '| floor: instantiate + call of an empty policy | %d | 1.0× | %d |\n' "$floor" $(( $(count floor answer) / iterations ))
+printf '| scenario | instructions per iteration | vs floor |\n|---|---|---|\n'
+printf '| floor: instantiate + call of an empty policy | %d | 1.0× |\n' "$floor"
 for scenario in policy:replica-quorum policy:spread policy:storage policy:images policy:resources policies mutate validate; do
   per=$(( $(count "$scenario") / iterations ))
-  answered=$(( $(count "$scenario" answer) / iterations ))
   case $scenario in
     mutate|validate) label="/$scenario in process: the 3 API server reviews (CREATE, UPDATE, scale)" ;;
     policies) label="the five built-in policies" ;;
     *) label="${scenario#policy:}: instantiate + evaluate" ;;
   esac
-  awk -v l="$label" -v n="$per" -v f="$floor" -v a="$answered" 'BEGIN {printf "| %s | %d | %.1f× | %d |\n", l, n, n / f, a}'
+  awk -v l="$label" -v n="$per" -v f="$floor" 'BEGIN {printf "| %s | %d | %.1f× |\n", l, n, n / f}'
 done

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mysql_webhook::policy::{FindingResult, Policies, PolicyError, Source, Spent};
+use mysql_webhook::policy::{FindingResult, Policies, PolicyError, Source};
 
 /// A policy set of the hostile policy (as `hostile`) with `settings` and `extra` YAML fields,
 /// followed by the built-in replica-quorum, in a policies.yaml in `dir`.
@@ -50,46 +50,6 @@ fn contained(what: &str, failure: &str) -> mysql_webhook::policy::Evaluation {
     let again = policies.evaluate(&request(), None);
     assert_eq!(again.findings[1].result, FindingResult::Allowed);
     evaluation
-}
-
-/// What `hostile` with `{validate: calls}` said, and replica-quorum's finding, for `policies`.
-fn calls_seen(policies: &Policies) -> (FindingResult, FindingResult) {
-    let mut evaluation = policies.evaluate(&request(), None);
-    let quorum = evaluation.findings.pop().unwrap().result;
-    (evaluation.findings.pop().unwrap().result, quorum)
-}
-
-#[test]
-fn every_review_runs_in_instances_of_its_own_though_they_are_made_ahead() {
-    // `calls` counts the calls its instance has seen: anything one review left in an instance
-    // would show in the next one's count. From the second review on, the instances were made
-    // while nothing was asked; four threads at once take them and make their own.
-    let dir = tempfile::tempdir().unwrap();
-    let policies = load(&hostile_set(dir.path(), "settings: {validate: calls}")).unwrap();
-    let first = FindingResult::Denied("call 1 of this instance".into());
-    std::thread::scope(|threads| {
-        for _ in 0..4 {
-            threads.spawn(|| {
-                for _ in 0..10 {
-                    assert_eq!(calls_seen(&policies), (first.clone(), FindingResult::Allowed));
-                }
-            });
-        }
-    });
-}
-
-#[test]
-fn a_pool_with_no_slot_to_spare_still_serves_every_call_in_a_fresh_instance() {
-    // Two slots: one may hold an instance made ahead, so the second policy of the set is
-    // instantiated at each call instead.
-    let dir = tempfile::tempdir().unwrap();
-    let path = hostile_set(dir.path(), "settings: {validate: calls}");
-    let host = mysql_webhook::policy::Host::with_slots(None, 2).unwrap();
-    let policies = Policies::load(host, Source::File(path)).unwrap();
-    for _ in 0..3 {
-        let seen = calls_seen(&policies);
-        assert_eq!(seen, (FindingResult::Denied("call 1 of this instance".into()), FindingResult::Allowed));
-    }
 }
 
 #[test]
@@ -274,15 +234,8 @@ fn compiled_policies_are_kept_on_disk_and_a_damaged_artifact_is_compiled_again()
     std::fs::write(&artifacts[0], &full[..full.len() / 2]).unwrap();
     let fresh = host();
     let compiled = fresh.compile("hostile", &bytes).unwrap();
-    let verdict = fresh
-        .validate(
-            &compiled,
-            Duration::from_secs(1),
-            &request(),
-            r#"{"validate":"deny"}"#,
-            &mut Spent::default(),
-        )
-        .unwrap();
+    let verdict =
+        fresh.validate(&compiled, Duration::from_secs(1), &request(), r#"{"validate":"deny"}"#).unwrap();
     assert!(!verdict.allowed);
     assert_eq!(std::fs::read(&artifacts[0]).unwrap(), full, "the damaged artifact is replaced");
 }
@@ -293,9 +246,7 @@ fn the_built_in_policies_start_precompiled_from_the_binary_without_compiling() {
     let host = mysql_webhook::policy::Host::new(Some(empty_cache.path().to_path_buf())).unwrap();
     for name in mysql_webhook::policy::builtin::NAMES {
         let compiled = host.compile_builtin(name).expect("a built-in").unwrap();
-        let verdict = host
-            .validate(&compiled, Duration::from_secs(1), &request(), "{}", &mut Spent::default())
-            .unwrap();
+        let verdict = host.validate(&compiled, Duration::from_secs(1), &request(), "{}").unwrap();
         assert!(verdict.allowed, "{name} judges the default expansion: {verdict:?}");
     }
     assert_eq!(host.compilations(), 0, "every built-in came precompiled");
@@ -311,11 +262,7 @@ fn the_built_in_policies_start_precompiled_from_the_binary_without_compiling() {
 fn artifacts_after_compiling(cache: &Path) -> Vec<std::path::PathBuf> {
     let host = mysql_webhook::policy::Host::new(Some(cache.to_path_buf())).unwrap();
     let compiled = host.compile("hostile", &std::fs::read(common::hostile_policy()).unwrap()).unwrap();
-    assert!(
-        host.validate(&compiled, Duration::from_secs(1), &request(), "{}", &mut Spent::default())
-            .unwrap()
-            .allowed
-    );
+    assert!(host.validate(&compiled, Duration::from_secs(1), &request(), "{}").unwrap().allowed);
     let artifacts = std::fs::read_dir(cache).unwrap().map(|e| e.unwrap().path());
     artifacts.filter(|p| p.extension().is_some_and(|e| e == "cwasm")).collect()
 }
@@ -358,11 +305,7 @@ fn an_unwritable_cache_directory_falls_back_to_compiling() {
     let host = mysql_webhook::policy::Host::new(Some("/proc/mysql-webhook-cache".into())).unwrap();
     let bytes = std::fs::read(common::hostile_policy()).unwrap();
     let compiled = host.compile("hostile", &bytes).unwrap();
-    assert!(
-        host.validate(&compiled, Duration::from_secs(1), &request(), "{}", &mut Spent::default())
-            .unwrap()
-            .allowed
-    );
+    assert!(host.validate(&compiled, Duration::from_secs(1), &request(), "{}").unwrap().allowed);
 }
 
 /// Components built against `mysql-webhook:policy@0.1.0` must load in every later version: the
@@ -431,15 +374,8 @@ world policy {
 fn forms(module: &Path) -> String {
     let host = common::host();
     let compiled = host.compile("hostile", &std::fs::read(module).unwrap()).unwrap();
-    let verdict = host
-        .validate(
-            &compiled,
-            Duration::from_secs(1),
-            &request(),
-            r#"{"validate":"forms"}"#,
-            &mut Spent::default(),
-        )
-        .unwrap();
+    let verdict =
+        host.validate(&compiled, Duration::from_secs(1), &request(), r#"{"validate":"forms"}"#).unwrap();
     verdict.message.expect("forms denies with what it saw")
 }
 

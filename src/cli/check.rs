@@ -172,7 +172,7 @@ pub fn check(
         let uid = format!("check-{}", index + 1);
         let request = PolicyRequest::create(&uid, &statefulset, Some(&user));
         let target = Target { subject: &subject, namespace_labels: labels };
-        let (evaluation, _spent) = policies.evaluate_scoped(&request.input(), target, None);
+        let evaluation = policies.evaluate_scoped(&request.input(), target, None);
         objects.push(Checked { namespace: statefulset.metadata.namespace.clone(), name, evaluation });
     }
     Ok(Report { objects, namespaces })

@@ -1,9 +1,7 @@
 //! The sandbox the policies run in: one wasmtime [`Engine`] per process, components compiled
 //! once (and cached on disk as precompiled artifacts keyed by content hash and engine), a
 //! pre-instantiated form per component, and a fresh [`Store`] per call with a memory cap and an
-//! epoch deadline. Each instance serves one call; a component's next instance is made, and a
-//! used one reset, when an evaluation's [`Spent`] is dropped, which the server does after the
-//! answer has gone out. WASI is linked only so that components built by rustc for wasm32-wasip2
+//! epoch deadline. WASI is linked only so that components built by rustc for wasm32-wasip2
 //! link: no preopened directories, no environment, no arguments, no sockets, clocks frozen at
 //! zero and no timers (a guest can't sleep past its deadline in a host call). A call's WASI
 //! context is made only if the guest uses it: the built-ins import nothing of WASI (build.rs).
@@ -25,8 +23,8 @@ use std::time::Duration;
 use mysql_webhook_core::policy_request::PolicyInput;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{
-    Component, ComponentExportIndex, ComponentType, Instance, InstancePre, Lift, Linker, Resource,
-    ResourceTable, WasmList, WasmStr,
+    Component, ComponentExportIndex, ComponentType, InstancePre, Lift, Linker, Resource, ResourceTable,
+    WasmList, WasmStr,
 };
 use wasmtime::{Engine, ResourceLimiter, Store, StoreContextMut, Trap};
 use wasmtime_wasi::p2::DynPollable;
@@ -130,96 +128,6 @@ pub struct Compiled {
     validate_settings: ComponentExportIndex,
     /// SHA-256 of the component's bytes, hex.
     pub digest: String,
-    /// The instance the next `validate` runs in, made after the last one (shared by the clones).
-    next: Arc<Mutex<Option<Ready>>>,
-    spare: Arc<Spare>,
-}
-
-/// An instance made before its call, in a store of its own that nothing has run in but the
-/// component's instantiation.
-struct Ready {
-    store: Store<Sandbox>,
-    instance: Instance,
-    /// Dropped after the store: the pool slot is free by then.
-    _slot: SpareSlot,
-}
-
-/// How many of the pool's slots may hold an instance no call is running in (made ahead, or
-/// used and not reset yet): half the pool, so that the calls in flight always find a slot.
-struct Spare {
-    left: AtomicUsize,
-}
-
-/// One of [`Spare`]'s slots, given back on drop.
-struct SpareSlot(Arc<Spare>);
-
-impl Spare {
-    fn take(self: &Arc<Spare>) -> Option<SpareSlot> {
-        self.left.fetch_update(Ordering::AcqRel, Ordering::Acquire, |left| left.checked_sub(1)).ok()?;
-        Some(SpareSlot(self.clone()))
-    }
-}
-
-impl Drop for SpareSlot {
-    fn drop(&mut self) {
-        self.0.left.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// What an evaluation leaves to do: reset the instances its calls used and make each
-/// component's next one. Dropping it does both. The server drops it after the review's answer
-/// has gone out, so that neither is part of the review's time (they were a third of a built-in's
-/// call, callgrind); elsewhere it is dropped at once.
-#[derive(Default)]
-pub struct Spent {
-    used: Vec<Used>,
-}
-
-struct Used {
-    compiled: Compiled,
-    timeout: Duration,
-    /// `None` when no spare slot was left: that store was reset at once.
-    store: Option<(Store<Sandbox>, SpareSlot)>,
-}
-
-impl Drop for Spent {
-    fn drop(&mut self) {
-        for Used { compiled, timeout, store } in self.used.drain(..) {
-            let slot = store.map(|(store, slot)| {
-                drop(store);
-                slot
-            });
-            compiled.make_next(timeout, slot);
-        }
-    }
-}
-
-impl Compiled {
-    /// Makes the instance the next call runs in, unless there is one or no spare slot is left.
-    /// A failure is left for that call to meet and report.
-    fn make_next(&self, timeout: Duration, slot: Option<SpareSlot>) {
-        if self.next.lock().expect("never poisoned").is_some() {
-            return;
-        }
-        let Some(slot) = slot.or_else(|| self.spare.take()) else { return };
-        let mut store = new_store(self.pre.engine(), timeout);
-        let Ok(instance) = self.pre.instantiate(&mut store) else { return };
-        let mut next = self.next.lock().expect("never poisoned");
-        if next.is_none() {
-            *next = Some(Ready { store, instance, _slot: slot });
-        }
-    }
-}
-
-/// A store for one call: nothing granted, the memory cap, a deadline of `timeout`.
-fn new_store(engine: &Engine, timeout: Duration) -> Store<Sandbox> {
-    let sandbox =
-        Sandbox { wasi: None, table: ResourceTable::new(), limiter: Limiter { hit: false }, input: None };
-    let mut store = Store::new(engine, sandbox);
-    store.limiter(|sandbox| &mut sandbox.limiter);
-    store.set_epoch_deadline(deadline_ticks(timeout));
-    store.epoch_deadline_trap();
-    store
 }
 
 /// The process's engine, linker and compile caches.
@@ -234,7 +142,6 @@ pub struct Host {
     compilations: AtomicUsize,
     /// Part of every artifact's name: artifacts of another engine build are never tried.
     engine_key: u64,
-    spare: Arc<Spare>,
     _ticker: EpochTicker,
 }
 
@@ -389,7 +296,6 @@ impl Host {
             compiled: Mutex::default(),
             compilations: AtomicUsize::new(0),
             engine_key,
-            spare: Arc::new(Spare { left: AtomicUsize::new(slots as usize / 2) }),
             _ticker: ticker,
         })
     }
@@ -483,8 +389,6 @@ impl Host {
             validate: export("validate"),
             validate_settings: export("validate-settings"),
             digest: digest.clone(),
-            next: Arc::default(),
-            spare: self.spare.clone(),
         };
         self.compiled.lock().expect("never poisoned").insert(digest, compiled.clone());
         Ok(compiled)
@@ -509,7 +413,6 @@ impl Host {
             &compiled.validate_settings,
             timeout,
             None,
-            None,
             (settings,),
             |store, (result,): (Result<(), WasmStr>,)| {
                 Ok(match result {
@@ -522,15 +425,12 @@ impl Host {
 
     /// `validate` on `input` in the form the component's world takes, with the verdict checked
     /// for size and its texts truncated, reading no more of the guest's result than it keeps.
-    /// The call runs in the instance made ahead if there is one; what is left to do afterwards
-    /// goes into `spent`.
     pub fn validate(
         &self,
         compiled: &Compiled,
         timeout: Duration,
         input: &PolicyInput,
         settings: &str,
-        spent: &mut Spent,
     ) -> Result<Verdict, Fault> {
         let request = match compiled.world {
             World::V0_2 => input.view(),
@@ -541,7 +441,6 @@ impl Host {
             &compiled.validate,
             timeout,
             Some(input.clone()),
-            Some(spent),
             (request, settings),
             |store, (verdict,): (GuestVerdict,)| {
                 let count = verdict.warnings.len();
@@ -572,19 +471,16 @@ impl Host {
         )?
     }
 
-    /// One call of `export` with `params` in an instance of its own, with the memory cap and a
-    /// deadline of `timeout` (to within [`EPOCH_TICK`]). With `spent`, the instance made ahead
-    /// is taken if there is one, and the used store is left in `spent` to reset later;
-    /// without, the component is instantiated and the store reset here. `read` takes what it
-    /// needs of the results while they are still in the guest's memory.
-    #[allow(clippy::too_many_arguments)]
+    /// One call of `export` with `params` in a fresh store: instantiated from the
+    /// pre-instantiated form, with the memory cap and a deadline of `timeout` (to within
+    /// [`EPOCH_TICK`]). `read` takes what it needs of the results while they are still in the
+    /// guest's memory.
     fn call<P, R, T>(
         &self,
         compiled: &Compiled,
         export: &ComponentExportIndex,
         timeout: Duration,
         input: Option<PolicyInput>,
-        spent: Option<&mut Spent>,
         params: P,
         read: impl FnOnce(&mut Store<Sandbox>, R) -> wasmtime::Result<T>,
     ) -> Result<T, Fault>
@@ -592,35 +488,21 @@ impl Host {
         P: wasmtime::component::ComponentNamedList + wasmtime::component::Lower + Send + Sync,
         R: wasmtime::component::ComponentNamedList + Lift + Send + Sync,
     {
-        let ready = match spent {
-            Some(_) => compiled.next.lock().expect("never poisoned").take(),
-            None => None,
-        };
-        let (mut store, instance, slot) = match ready {
-            Some(Ready { mut store, instance, _slot }) => {
-                store.set_epoch_deadline(deadline_ticks(timeout));
-                (store, Some(instance), Some(_slot))
-            }
-            None => (new_store(&self.engine, timeout), None, None),
-        };
-        store.data_mut().input = input;
+        let sandbox =
+            Sandbox { wasi: None, table: ResourceTable::new(), limiter: Limiter { hit: false }, input };
+        let mut store = Store::new(&self.engine, sandbox);
+        store.limiter(|sandbox| &mut sandbox.limiter);
+        store.set_epoch_deadline(deadline_ticks(timeout));
+        store.epoch_deadline_trap();
         let result = (|| {
-            let instance = match instance {
-                Some(instance) => instance,
-                None => compiled.pre.instantiate(&mut store)?,
-            };
+            let instance = compiled.pre.instantiate(&mut store)?;
             let func = instance.get_typed_func::<P, R>(&mut store, export)?;
             let results = func.call(&mut store, params)?;
             let value = read(&mut store, results)?;
             func.post_return(&mut store)?;
             Ok(value)
         })();
-        let result = result.map_err(|error| classify(&error, store.data().limiter.hit, timeout));
-        if let Some(spent) = spent {
-            let store = slot.or_else(|| self.spare.take()).map(|slot| (store, slot));
-            spent.used.push(Used { compiled: compiled.clone(), timeout, store });
-        }
-        result
+        result.map_err(|error| classify(&error, store.data().limiter.hit, timeout))
     }
 
     fn artifact_path(&self, digest: &str) -> Option<PathBuf> {
@@ -895,8 +777,7 @@ mod tests {
         assert_eq!(host.compilations(), 1);
         let request = r#"{"uid":"u","operation":"CREATE","object":{"spec":{"replicas":3}}}"#;
         let input = PolicyInput::from_json(request.into());
-        let verdict = host.validate(&compiled, Duration::from_secs(1), &input, "{}", &mut Spent::default());
-        assert!(verdict.unwrap().allowed);
+        assert!(host.validate(&compiled, Duration::from_secs(1), &input, "{}").unwrap().allowed);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 pub use config::{Failure, Mode, PolicyConfig};
-pub use host::{Fault, Host, Spent, World};
+pub use host::{Fault, Host, World};
 pub use mysql_webhook_core::policy_request::PolicyInput;
 pub use set::{Evaluation, Finding, FindingResult, PolicySet, Target};
 
@@ -83,15 +83,14 @@ impl Policies {
         self.current().evaluate(&self.host, request, metrics)
     }
 
-    /// Runs the current set's policies whose scope takes in `target` on `request`, leaving
-    /// the instances' reset to the caller (see [`Spent`]). Blocking.
+    /// Runs the current set's policies whose scope takes in `target` on `request`. Blocking.
     pub fn evaluate_scoped(
         &self,
         request: &PolicyInput,
         target: Target<'_>,
         metrics: Option<&Metrics>,
-    ) -> (Evaluation, Spent) {
-        self.current().evaluate_leaving_spent(&self.host, request, Some(target), metrics)
+    ) -> Evaluation {
+        self.current().evaluate_scoped(&self.host, request, Some(target), metrics)
     }
 
     /// Loads the set again when the configuration or a module file changed since the last

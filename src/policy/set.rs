@@ -11,7 +11,7 @@ use mysql_webhook_core::policy_request::PolicyInput;
 use mysql_webhook_core::scope::{Decision, Labels, Subject, decide};
 
 use super::config::{Failure, Mode, Module, PolicyConfig};
-use super::host::{Compiled, Fault, Host, Spent};
+use super::host::{Compiled, Fault, Host};
 use crate::metrics::Metrics;
 
 /// A set that can't be loaded: names the policy and the reason.
@@ -200,19 +200,6 @@ impl PolicySet {
         target: Option<Target<'_>>,
         metrics: Option<&Metrics>,
     ) -> Evaluation {
-        self.evaluate_leaving_spent(host, request, target, metrics).0
-    }
-
-    /// [`Self::evaluate_scoped`], with the instances' reset and the next ones still to make
-    /// (see [`Spent`]): the server drops it once the answer is on its way.
-    pub fn evaluate_leaving_spent(
-        &self,
-        host: &Host,
-        request: &PolicyInput,
-        target: Option<Target<'_>>,
-        metrics: Option<&Metrics>,
-    ) -> (Evaluation, Spent) {
-        let mut spent = Spent::default();
         let findings = self
             .policies
             .iter()
@@ -232,7 +219,7 @@ impl PolicySet {
                     Decision::OutOfScope => return None,
                     Decision::Excepted => skipped(FindingResult::Excepted),
                     Decision::ExceptionRefused(why) => skipped(FindingResult::ExceptionRefused(why)),
-                    Decision::Run => self.run(host, policy, request, &mut spent),
+                    Decision::Run => self.run(host, policy, request),
                 };
                 if let Some(metrics) = metrics {
                     match &finding.result {
@@ -250,13 +237,13 @@ impl PolicySet {
                 Some(finding)
             })
             .collect();
-        (Evaluation { findings }, spent)
+        Evaluation { findings }
     }
 
-    fn run(&self, host: &Host, policy: &Loaded, request: &PolicyInput, spent: &mut Spent) -> Finding {
+    fn run(&self, host: &Host, policy: &Loaded, request: &PolicyInput) -> Finding {
         let started = Instant::now();
         let verdict =
-            host.validate(&policy.compiled, policy.config.timeout, request, &policy.config.settings, spent);
+            host.validate(&policy.compiled, policy.config.timeout, request, &policy.config.settings);
         let duration = started.elapsed();
         let (result, warnings) = match verdict {
             Ok(verdict) if verdict.allowed => (FindingResult::Allowed, verdict.warnings),

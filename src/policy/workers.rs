@@ -54,25 +54,9 @@ impl Workers {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Panicked> {
-        self.run_then_drop(move || (work(), ())).await
-    }
-
-    /// Runs `work` on a worker and waits for the first part of its result; the second is
-    /// dropped on the worker once the first has been handed over, so that what its drop does
-    /// (the policy instances' reset) is not waited for.
-    pub async fn run_then_drop<T: Send + 'static, Later: 'static>(
-        &self,
-        work: impl FnOnce() -> (T, Later) + Send + 'static,
-    ) -> Result<T, Panicked> {
         let (done, result) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move || match std::panic::catch_unwind(AssertUnwindSafe(work)) {
-            Ok((value, later)) => {
-                let _ = done.send(Ok(value));
-                let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(later)));
-            }
-            Err(panic) => {
-                let _ = done.send(Err(panic));
-            }
+        let job: Job = Box::new(move || {
+            let _ = done.send(std::panic::catch_unwind(AssertUnwindSafe(work)));
         });
         self.jobs.send(job).map_err(|_| Panicked)?;
         result.await.map_err(|_| Panicked)?.map_err(|_| Panicked)
@@ -90,28 +74,5 @@ mod tests {
         assert!(name.is_some_and(|name| name.starts_with("policy-worker-")));
         assert!(workers.run(|| panic!("a policy host bug")).await.is_err());
         assert_eq!(workers.run(|| 6 * 7).await.unwrap(), 42, "the workers keep serving");
-    }
-
-    #[tokio::test]
-    async fn answers_before_dropping_what_is_left() {
-        // The drop waits for the test to have the answer: had the worker dropped first, the
-        // answer would come only after the drop gave up.
-        struct Later {
-            answered: mpsc::Receiver<()>,
-            report: mpsc::Sender<bool>,
-        }
-        impl Drop for Later {
-            fn drop(&mut self) {
-                let answered = self.answered.recv_timeout(std::time::Duration::from_secs(10)).is_ok();
-                let _ = self.report.send(answered);
-            }
-        }
-        let workers = Workers::start(1);
-        let ((answered, gate), (report, reported)) = (mpsc::channel(), mpsc::channel());
-        let later = Later { answered: gate, report };
-        let answer = workers.run_then_drop(move || (6 * 7, later)).await.unwrap();
-        assert_eq!(answer, 42);
-        answered.send(()).unwrap();
-        assert!(reported.recv().unwrap(), "the answer came while what was left was still alive");
     }
 }

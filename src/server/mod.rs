@@ -241,7 +241,7 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
         state.namespaces.as_ref().and_then(|cache| cache.labels(&judged.subject.namespace));
     let evaluation = state
         .workers
-        .run_then_drop(move || {
+        .run(move || {
             let _permit = permit;
             let _span = span.enter();
             let target = Target { subject: &judged.subject, namespace_labels: namespace_labels.as_ref() };

@@ -4,8 +4,7 @@
 //! (allocates until stopped), `trap` (panics), `big-message` (an 8 MiB deny message),
 //! `refuse` (refuses the settings), `sleep` (asks the host for a timer), `warn` (allows with a
 //! warning), `many-warnings` (a million empty warnings), `wasi-probe` (tries every capability
-//! WASI could grant and denies with what each attempt got), `calls` (denies saying how many calls
-//! its instance has seen, this one included). Written against the raw bindings,
+//! WASI could grant and denies with what each attempt got). Written against the raw bindings,
 //! without the SDK, as a component from any toolchain would be.
 //!
 //! Built for `mysql-webhook:policy@0.1.0` by default, as a component built before 0.2.0 was;
@@ -54,15 +53,6 @@ fn misbehave(what: &str) -> Verdict {
         "big-message" => Verdict { allowed: false, message: Some("x".repeat(8 << 20)), warnings: vec![] },
         "many-warnings" => Verdict { allowed: true, message: None, warnings: vec![String::new(); 1_000_000] },
         "wasi-probe" => Verdict { allowed: false, message: Some(probe_wasi()), warnings: vec![] },
-        "calls" => {
-            static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-            let calls = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            Verdict {
-                allowed: false,
-                message: Some(format!("call {calls} of this instance")),
-                warnings: vec![],
-            }
-        }
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(3600));
             Verdict { allowed: true, message: None, warnings: vec![] }
