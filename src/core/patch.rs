@@ -9,6 +9,7 @@
 //! diffing two trees and serialising the operations was four fifths of a CREATE's `/mutate`
 //! (README "Performance").
 
+mod text;
 mod tree;
 
 use std::borrow::Cow;
@@ -83,10 +84,10 @@ impl Writer {
         self.out.extend_from_slice(b"{\"op\":\"");
         self.out.extend_from_slice(op.as_bytes());
         self.out.extend_from_slice(b"\",\"path\":");
-        serde_json::to_writer(&mut self.out, self.path.as_str())?;
+        text::write_str(&mut self.out, &self.path);
         if let Some(value) = value {
             self.out.extend_from_slice(b",\"value\":");
-            serde_json::to_writer(&mut self.out, value)?;
+            text::write(&mut self.out, value)?;
         }
         self.out.push(b'}');
         Ok(())
