@@ -31,15 +31,14 @@ pub(super) fn write_str(out: &mut Vec<u8>, text: &str) {
             at += 8;
             continue;
         }
-        let end = (at + 8).min(bytes.len());
-        for (offset, &byte) in bytes[at..end].iter().enumerate() {
-            if let Some(escaped) = escape(byte) {
-                out.extend_from_slice(&bytes[start..at + offset]);
+        for _ in at..(at + 8).min(bytes.len()) {
+            if let Some(escaped) = escape(bytes[at]) {
+                out.extend_from_slice(&bytes[start..at]);
                 escaped.write(out);
-                start = at + offset + 1;
+                start = at + 1;
             }
+            at += 1;
         }
-        at = end;
     }
     out.extend_from_slice(&bytes[start..]);
     out.push(b'"');
