@@ -9,7 +9,6 @@
 //! diffing two trees and serialising the operations was four fifths of a CREATE's `/mutate`
 //! (README "Performance").
 
-mod text;
 mod tree;
 
 use std::borrow::Cow;
@@ -84,10 +83,10 @@ impl Writer {
         self.out.extend_from_slice(b"{\"op\":\"");
         self.out.extend_from_slice(op.as_bytes());
         self.out.extend_from_slice(b"\",\"path\":");
-        text::write_str(&mut self.out, &self.path);
+        serde_json::to_writer(&mut self.out, self.path.as_str())?;
         if let Some(value) = value {
             self.out.extend_from_slice(b",\"value\":");
-            text::write(&mut self.out, value)?;
+            serde_json::to_writer(&mut self.out, value)?;
         }
         self.out.push(b'}');
         Ok(())
