@@ -31,12 +31,18 @@ fn request() -> mysql_webhook::policy::PolicyInput {
     common::policy_request(&common::annotated("mysql", "mysql:8.4"))
 }
 
-/// Loads the hostile set misbehaving with `what` in validate, failing `failure`; evaluates once.
+/// Loads the hostile set misbehaving with `what` in validate, failing `failure`, with a timeout
+/// of 100 ms; evaluates once.
 fn contained(what: &str, failure: &str) -> mysql_webhook::policy::Evaluation {
+    contained_within(what, failure, "100ms")
+}
+
+/// [`contained`] with the policy's `timeout`.
+fn contained_within(what: &str, failure: &str, timeout: &str) -> mysql_webhook::policy::Evaluation {
     let dir = tempfile::tempdir().unwrap();
     let path = hostile_set(
         dir.path(),
-        &format!("failure: {failure}\n  timeout: 100ms\n  settings: {{validate: {what}}}"),
+        &format!("failure: {failure}\n  timeout: {timeout}\n  settings: {{validate: {what}}}"),
     );
     let policies = load(&path).unwrap();
     let evaluation = policies.evaluate(&request(), None);
@@ -74,7 +80,9 @@ fn an_endless_loop_with_failure_allow_is_allowed_with_a_warning() {
 
 #[test]
 fn a_memory_hog_is_stopped_at_the_memory_cap() {
-    let evaluation = contained("hog", "deny");
+    // Filling 64 MiB takes a debug build tens of milliseconds, and more on a busy machine: a
+    // timeout that can't come first (the suite saw 100 ms do so).
+    let evaluation = contained_within("hog", "deny", "2s");
     assert_eq!(evaluation.denials(), ["hostile: policy failed: exceeded its memory limit of 64 MiB"]);
 }
 
