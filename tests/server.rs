@@ -257,6 +257,34 @@ async fn validate_denies_with_every_deny_prefixed_by_its_policy() {
     assert!(message.contains('4'), "the message names the count: {message}");
 }
 
+/// An idle server splits a review's policies between two workers (replica-quorum in the first
+/// part, images in the second): the answer still names every denying policy, in the set's order.
+#[tokio::test]
+async fn validate_names_the_denials_of_every_policy_in_the_sets_order() {
+    let server = Server::start().await;
+    let mut review_of = fixture("create-annotated");
+    let object = &mut review_of["request"]["object"];
+    object["spec"]["replicas"] = json!(4);
+    object["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "debug", "image": "busybox"}));
+    for _ in 0..3 {
+        let response = review(&server, "validate", &review_of).await;
+        assert_eq!(response["status"]["code"], 403, "{response}");
+        let message = response["status"]["message"].as_str().unwrap();
+        let quorum = message.find("replica-quorum: ").unwrap_or_else(|| panic!("{message}"));
+        let images = message.find("; images: ").unwrap_or_else(|| panic!("{message}"));
+        assert!(quorum < images, "{message}");
+    }
+    let metrics =
+        server.client().get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
+    for policy in mysql_webhook::policy::builtin::NAMES {
+        let counted = format!("mysql_webhook_policy_evaluation_duration_seconds_count{{policy=\"{policy}\"}} 3");
+        assert!(metrics.contains(&counted), "every policy ran once per review: {counted} in {metrics}");
+    }
+}
+
 #[tokio::test]
 async fn validate_allows_a_scale_with_a_warning_when_there_is_no_cluster() {
     let server = Server::start().await;

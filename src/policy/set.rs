@@ -133,6 +133,13 @@ impl Evaluation {
     pub fn allowed(&self) -> bool {
         self.findings.iter().all(|finding| finding.denial().is_none())
     }
+
+    /// The findings of `self`'s policies followed by those of `next`'s, which come after them in
+    /// the set.
+    pub fn join(mut self, next: Evaluation) -> Evaluation {
+        self.findings.extend(next.findings);
+        self
+    }
 }
 
 impl PolicySet {
@@ -200,8 +207,26 @@ impl PolicySet {
         target: Option<Target<'_>>,
         metrics: Option<&Metrics>,
     ) -> Evaluation {
-        let findings = self
-            .policies
+        self.evaluate_part(host, request, target, metrics, 0..self.len())
+    }
+
+    /// The policies in the set.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// [`PolicySet::evaluate_scoped`] of the policies at `part` (positions in configuration
+    /// order), so that one review's policies can run on several threads: the findings of
+    /// consecutive parts, joined in order ([`Evaluation::join`]), are those of the whole set.
+    pub fn evaluate_part(
+        &self,
+        host: &Host,
+        request: &PolicyInput,
+        target: Option<Target<'_>>,
+        metrics: Option<&Metrics>,
+        part: std::ops::Range<usize>,
+    ) -> Evaluation {
+        let findings = self.policies[part]
             .iter()
             .filter_map(|policy| {
                 let config = &policy.config;

@@ -41,10 +41,11 @@ use tracing::Instrument;
 use crate::metrics::Metrics;
 use crate::namespaces::NamespaceLabels;
 use crate::policy::workers::Workers;
-use crate::policy::{Policies, PolicyError, Source, Target};
+use crate::policy::{Evaluation, Policies, PolicyError, PolicySet, Source, Target};
 use crate::scale::{ClusterLookup, ParentLookup};
 use mysql_webhook_core::admission::{self, Outcome};
 use mysql_webhook_core::consts::{TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE};
+use mysql_webhook_core::scope::Labels;
 use tls::CertificateStore;
 
 /// Largest AdmissionReview accepted. The API server takes request bodies up to 3 MiB but etcd
@@ -236,23 +237,66 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
             permit
         }
     };
-    let (policies, metrics, span) = (state.policies.clone(), state.metrics.clone(), tracing::Span::current());
+    let set = state.policies.current();
     let namespace_labels =
         state.namespaces.as_ref().and_then(|cache| cache.labels(&judged.subject.namespace));
-    let evaluation = state
-        .workers
-        .run(move || {
-            let _permit = permit;
-            let _span = span.enter();
-            let target = Target { subject: &judged.subject, namespace_labels: namespace_labels.as_ref() };
-            policies.evaluate_scoped(&judged.input, target, Some(&metrics))
-        })
-        .await
-        .map_err(|panicked| HandlerError::Internal(panicked.to_string()))?;
+    let job = Arc::new(EvaluationJob {
+        set: set.clone(),
+        policies: state.policies.clone(),
+        metrics: state.metrics.clone(),
+        span: tracing::Span::current(),
+        judged,
+        namespace_labels,
+    });
+    // A second free slot is an idle worker: the review's policies are split between the two,
+    // which nearly halves a review's wait when the server isn't busy (README "Performance").
+    // Under load no second slot is free and each review keeps to one worker, as before.
+    let second = if set.len() > 1 { state.evaluations.clone().try_acquire_owned().ok() } else { None };
+    let evaluation = match second {
+        None => state.workers.run(job.part(permit, 0..set.len())).await,
+        Some(second) => {
+            let middle = set.len().div_ceil(2);
+            let (first, rest) = tokio::join!(
+                state.workers.run(job.part(permit, 0..middle)),
+                state.workers.run(job.part(second, middle..set.len())),
+            );
+            first.and_then(|first| Ok(first.join(rest?)))
+        }
+    }
+    .map_err(|panicked| HandlerError::Internal(panicked.to_string()))?;
     for finding in &evaluation.findings {
         tracing::debug!(policy = %finding.policy, outcome = finding.outcome(), micros = finding.duration.as_micros() as u64, "policy evaluated");
     }
     Ok(admission::evaluation_response(&request, &evaluation.denials(), evaluation.warnings()))
+}
+
+/// What the evaluation of one review needs on a worker: one snapshot of the policy set for all
+/// its parts, so that a reload between two parts can't mix two sets' findings.
+struct EvaluationJob {
+    set: Arc<PolicySet>,
+    policies: Arc<Policies>,
+    metrics: Arc<Metrics>,
+    span: tracing::Span,
+    judged: admission::Judged,
+    namespace_labels: Option<Labels>,
+}
+
+impl EvaluationJob {
+    /// The work of the policies at `part`, holding `slot` until it is done.
+    fn part(
+        self: &Arc<Self>,
+        slot: OwnedSemaphorePermit,
+        part: std::ops::Range<usize>,
+    ) -> impl FnOnce() -> Evaluation + Send + 'static {
+        let job = self.clone();
+        move || {
+            let _slot = slot;
+            let _span = job.span.enter();
+            let target =
+                Target { subject: &job.judged.subject, namespace_labels: job.namespace_labels.as_ref() };
+            job.set.evaluate_part(job.policies.host(), &job.judged.input, Some(target), Some(&job.metrics), part)
+        }
+    }
 }
 
 /// A place in the queue for an evaluation slot, given back on drop.
