@@ -248,8 +248,8 @@ async fn validate(state: AppState, request: admission::Request) -> Result<admiss
         judged,
         namespace_labels,
     });
-    // A second free slot is an idle worker: the review's policies are split between the two,
-    // which nearly halves a review's wait when the server isn't busy (README "Performance").
+    // A second free slot is an idle worker: the review's policies are split between the two so
+    // that a quiet server's review uses both cores (README "Performance").
     // Under load no second slot is free and each review keeps to one worker, as before.
     let second = if set.len() > 1 { state.evaluations.clone().try_acquire_owned().ok() } else { None };
     let evaluation = match second {
