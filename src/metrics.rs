@@ -112,8 +112,8 @@ impl Metrics {
         // median from them); the API server gives up at the webhook timeout.
         let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
             Histogram::new([
-                0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025, 0.005,
-                0.01, 0.025, 0.1, 0.5, 2.5,
+                0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.0025,
+                0.005, 0.01, 0.025, 0.1, 0.5, 2.5,
             ])
         });
         registry.register(

@@ -280,7 +280,8 @@ async fn validate_names_the_denials_of_every_policy_in_the_sets_order() {
     let metrics =
         server.client().get(format!("{}/metrics", server.url)).send().await.unwrap().text().await.unwrap();
     for policy in mysql_webhook::policy::builtin::NAMES {
-        let counted = format!("mysql_webhook_policy_evaluation_duration_seconds_count{{policy=\"{policy}\"}} 3");
+        let counted =
+            format!("mysql_webhook_policy_evaluation_duration_seconds_count{{policy=\"{policy}\"}} 3");
         assert!(metrics.contains(&counted), "every policy ran once per review: {counted} in {metrics}");
     }
 }

@@ -294,7 +294,13 @@ impl EvaluationJob {
             let _span = job.span.enter();
             let target =
                 Target { subject: &job.judged.subject, namespace_labels: job.namespace_labels.as_ref() };
-            job.set.evaluate_part(job.policies.host(), &job.judged.input, Some(target), Some(&job.metrics), part)
+            job.set.evaluate_part(
+                job.policies.host(),
+                &job.judged.input,
+                Some(target),
+                Some(&job.metrics),
+                part,
+            )
         }
     }
 }
